@@ -1,0 +1,119 @@
+"""The signed REST API: submit and read access requests, list and revoke grants.
+
+API Gateway authorises every route with AWS_IAM (SigV4); the caller is read from the verified
+request context only. Bodies and query strings are validated by the resolver (pydantic).
+"""
+
+from typing import Annotated, Any
+
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from aws_lambda_powertools.event_handler.openapi.params import Path, Query
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.idempotency.exceptions import (
+    IdempotencyAlreadyInProgressError,
+    IdempotencyValidationError,
+)
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from accessctl.access_requests import (
+    get_request,
+    idempotency_config,
+    list_grants,
+    revoke_early,
+    submit_request,
+)
+from accessctl.dependencies import default_dependencies
+from accessctl.errors import AccessctlError
+from accessctl.models import (
+    DATABASE_ID_PATTERN,
+    REQUEST_ID_PATTERN,
+    AccessRequestSubmission,
+    Caller,
+    GrantList,
+    GrantView,
+    RequestView,
+    SubmissionAnswer,
+)
+from accessctl.observability import logger, metrics, tracer
+from accessctl.principals import caller_from_identity, resolve_caller
+
+ROLE_ARN_PATTERN = r"^arn:(aws|aws-cn|aws-us-gov):iam::\d{12}:role/[\w+=,.@/-]{1,512}$"
+
+app = APIGatewayRestResolver(enable_validation=True)
+
+
+def current_caller() -> Caller:
+    deps = default_dependencies()
+    identity = app.current_event.raw_event.get("requestContext", {}).get("identity")
+    caller = caller_from_identity(identity, deps.settings.admins)
+    return resolve_caller(
+        caller,
+        deps.iam,
+        account_id=deps.account_id,
+        admins=deps.settings.admins,
+        opt_in_tag_key=deps.settings.opt_in_tag_key,
+    )
+
+
+@app.post("/requests", summary="Request access to a database", responses={202: {"description": "Accepted"}})
+def post_request(submission: AccessRequestSubmission) -> Response[SubmissionAnswer]:
+    answer = submit_request(submission, current_caller(), default_dependencies())
+    return Response(status_code=202, body=answer, content_type="application/json")
+
+
+@app.get("/requests/<request_id>", summary="Read a request, its decision and its grant")
+def read_request(request_id: Annotated[str, Path(pattern=REQUEST_ID_PATTERN)]) -> RequestView:
+    return get_request(request_id, current_caller(), default_dependencies())
+
+
+@app.get("/grants", summary="List grants (your own, or anyone's for an admin)")
+def read_grants(
+    principal: Annotated[str | None, Query(pattern=ROLE_ARN_PATTERN, description="Role ARN")] = None,
+    database: Annotated[str | None, Query(pattern=DATABASE_ID_PATTERN)] = None,
+    active: Annotated[bool, Query()] = True,
+    next_token: Annotated[str | None, Query(max_length=2048)] = None,
+) -> GrantList:
+    return list_grants(
+        current_caller(),
+        default_dependencies(),
+        role_arn=principal,
+        database=database,
+        active_only=active,
+        next_token=next_token,
+    )
+
+
+@app.delete("/grants/<grant_id>", summary="Revoke a grant now")
+def delete_grant(grant_id: Annotated[str, Path(pattern=REQUEST_ID_PATTERN)]) -> GrantView:
+    return revoke_early(grant_id, current_caller(), default_dependencies())
+
+
+@app.exception_handler(AccessctlError)
+def handle_domain_error(error: AccessctlError) -> Response[Any]:
+    return Response(status_code=error.status_code, content_type="application/json", body={"message": str(error)})
+
+
+@app.exception_handler(IdempotencyValidationError)
+def handle_reused_key(error: IdempotencyValidationError) -> Response[Any]:
+    return Response(
+        status_code=409,
+        content_type="application/json",
+        body={"message": "this idempotency key was already used for a different request"},
+    )
+
+
+@app.exception_handler(IdempotencyAlreadyInProgressError)
+def handle_in_progress(error: IdempotencyAlreadyInProgressError) -> Response[Any]:
+    return Response(
+        status_code=409,
+        content_type="application/json",
+        body={"message": "the same request is being submitted right now; retry shortly"},
+    )
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
+@metrics.log_metrics
+@tracer.capture_lambda_handler(capture_response=False)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    idempotency_config.register_lambda_context(context)
+    return app.resolve(event, context)

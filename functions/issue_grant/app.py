@@ -1,0 +1,19 @@
+"""Workflow step: create the expiring grant policy and attach it to the requester's role."""
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.parser import event_parser
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from accessctl.dependencies import default_dependencies
+from accessctl.grants import issue_grant
+from accessctl.models import StepInput
+from accessctl.observability import logger, metrics, tracer
+
+
+@logger.inject_lambda_context(correlation_id_path="request_id")
+@metrics.log_metrics
+@tracer.capture_lambda_handler(capture_response=False)
+@event_parser(model=StepInput)
+def lambda_handler(event: StepInput, context: LambdaContext) -> dict[str, Any]:
+    return issue_grant(event.request_id, default_dependencies()).model_dump(mode="json")

@@ -1,0 +1,28 @@
+"""Workflow step: tell people what happened to a request."""
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.parser import event_parser
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from accessctl.dependencies import default_dependencies
+from accessctl.models import NotifyInput
+from accessctl.notify import LogNotifier, Notifier, SnsNotifier
+from accessctl.observability import logger, metrics, tracer
+
+
+def _notifier() -> Notifier:
+    deps = default_dependencies()
+    if deps.settings.notify_topic_arn:
+        return SnsNotifier(deps.sns, deps.settings.notify_topic_arn)
+    return LogNotifier()
+
+
+@logger.inject_lambda_context(correlation_id_path="request_id")
+@metrics.log_metrics
+@tracer.capture_lambda_handler(capture_response=False)
+@event_parser(model=NotifyInput)
+def lambda_handler(event: NotifyInput, context: LambdaContext) -> dict[str, Any]:
+    request = default_dependencies().grants.get(event.request_id)
+    _notifier().send(event.event, request)
+    return {"request_id": event.request_id, "notified": event.event}

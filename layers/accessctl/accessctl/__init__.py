@@ -1,0 +1,1 @@
+"""accessctl: just-in-time, expiring IAM access to Amazon RDS databases."""

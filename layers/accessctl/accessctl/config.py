@@ -1,0 +1,44 @@
+"""Configuration, read once from the environment through a validated model."""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class Settings(BaseModel):
+    """What every accessctl function may need; unset optional values stay ``None``."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    grants_table: str
+    audit_table: str
+    grants_path: str = "/accessctl/grants/"
+    opt_in_tag_key: str = "accessctl-grantable"
+    admin_role_arns: str = ""
+    max_grant_minutes: int = Field(default=720, ge=1, le=720)
+
+    idempotency_table: str | None = None
+    state_machine_arn: str | None = None
+    revoke_function_name: str | None = None
+    notify_topic_arn: str | None = None
+    access_rules_file: str = "access_rules.yaml"
+
+    @field_validator("grants_path")
+    @classmethod
+    def _grants_path_is_an_iam_path(cls, value: str) -> str:
+        if not (value.startswith("/") and value.endswith("/") and len(value) > 2):
+            raise ValueError("grants_path must look like /accessctl/grants/")
+        return value
+
+    @property
+    def admins(self) -> frozenset[str]:
+        return frozenset(arn.strip() for arn in self.admin_role_arns.split(",") if arn.strip())
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The settings of this process, validated on first use (a bad deployment fails at cold start)."""
+    return Settings.model_validate({name.lower(): value for name, value in os.environ.items()})

@@ -1,0 +1,48 @@
+"""What the use cases need, built once per process from the settings (tests build their own)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+from accessctl.aws import call, client, resource
+from accessctl.config import Settings, get_settings
+from accessctl.store import AuditLog, GrantsStore
+
+
+@dataclass(frozen=True)
+class Dependencies:
+    settings: Settings
+    grants: GrantsStore
+    audit: AuditLog
+    iam: Any
+    rds: Any
+    sfn: Any
+    lambda_client: Any
+    sns: Any
+    region: str
+    account_id: str
+    partition: str
+
+
+@cache
+def default_dependencies() -> Dependencies:
+    settings = get_settings()
+    dynamodb = resource("dynamodb")
+    identity = call(client("sts").get_caller_identity)
+    partition = identity["Arn"].split(":")[1]
+    return Dependencies(
+        settings=settings,
+        grants=GrantsStore(dynamodb.Table(settings.grants_table)),
+        audit=AuditLog(dynamodb.Table(settings.audit_table)),
+        iam=client("iam"),
+        rds=client("rds"),
+        sfn=client("stepfunctions"),
+        lambda_client=client("lambda"),
+        sns=client("sns"),
+        region=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",
+        account_id=identity["Account"],
+        partition=partition,
+    )

@@ -1,0 +1,43 @@
+"""Domain errors, mapped to HTTP answers in one place (the API resolver's exception handlers).
+
+Workflow steps raise them too: Step Functions sees the class name as the error name, so
+``TransientError`` is what the state machine's ``Retry`` blocks name.
+"""
+
+
+class AccessctlError(Exception):
+    """Base class: the message is safe to show to the caller."""
+
+    status_code = 400
+
+
+class BadRequestError(AccessctlError):
+    status_code = 400
+
+
+class NotAuthenticatedError(AccessctlError):
+    status_code = 401
+
+
+class ForbiddenError(AccessctlError):
+    status_code = 403
+
+
+class NotFoundError(AccessctlError):
+    status_code = 404
+
+
+class ConflictError(AccessctlError):
+    status_code = 409
+
+
+class UnsafeGrantError(AccessctlError):
+    """A policy document failed the grant checker; it is never written."""
+
+    status_code = 500
+
+
+class TransientError(AccessctlError):
+    """Throttling or a passing AWS fault: the caller (or the state machine) should retry."""
+
+    status_code = 503

@@ -1,0 +1,316 @@
+"""Deciding, issuing and revoking grants: the workflow's steps and the sweeper.
+
+Order of effects when issuing (each step is safe to repeat):
+1. record the grant (status GRANTING, expiry indexed) - the sweeper can now find it;
+2. create the policy (an existing policy of the same name is re-checked and reused);
+3. attach it to the requester's role;
+4. record ACTIVE and audit.
+Revocation detaches the policy from every principal, deletes it, confirms with IAM that it is
+gone, and only then records the grant as revoked.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+from urllib.parse import unquote
+
+from botocore.exceptions import ClientError
+
+from accessctl.access_requests import stop_execution
+from accessctl.access_rules import AccessRules, decide
+from accessctl.aws import call, error_code
+from accessctl.databases import describe_database
+from accessctl.dependencies import Dependencies
+from accessctl.errors import AccessctlError, ConflictError, ForbiddenError, UnsafeGrantError
+from accessctl.grant_policy import (
+    build_grant_policy,
+    check_grant_policy,
+    dbuser_arn,
+    grant_expiry,
+    policy_name_for,
+)
+from accessctl.models import (
+    AccessRequest,
+    AuditEventType,
+    Decision,
+    Grant,
+    Outcome,
+    RequestStatus,
+    RevokeReason,
+    to_iso,
+    utc_now,
+)
+from accessctl.observability import logger, metrics
+from accessctl.principals import lookup_role
+
+
+def evaluate_request(request_id: str, rules: AccessRules, deps: Dependencies) -> Decision:
+    request = deps.grants.get(request_id)
+    target = describe_database(
+        deps.rds, request.database, region=deps.region, account_id=deps.account_id, partition=deps.partition
+    )
+    decision = decide(
+        rules,
+        role_name=request.role_name,
+        database=request.database,
+        db_user=request.db_user,
+        requested_minutes=request.requested_minutes,
+        target=target,
+        ceiling_minutes=deps.settings.max_grant_minutes,
+    )
+    deps.grants.record_decision(request_id, decision)
+    deps.audit.append(
+        AuditEventType.REQUEST_DECIDED,
+        subject=request_id,
+        actor="workflow",
+        request=request,
+        outcome=decision.outcome.value,
+        reason=decision.reason,
+        details={"rule_id": decision.rule_id, "granted_minutes": decision.granted_minutes},
+    )
+    metrics.add_metric(name=f"Decisions{decision.outcome.value.title()}", unit="Count", value=1)
+    return decision
+
+
+def policy_arn_for(grant_id: str, deps: Dependencies) -> str:
+    return f"arn:{deps.partition}:iam::{deps.account_id}:policy{deps.settings.grants_path}{policy_name_for(grant_id)}"
+
+
+def issue_grant(request_id: str, deps: Dependencies) -> Grant:
+    """Create and attach the grant of an allowed request. Safe to call again after any failure."""
+    request = deps.grants.get(request_id)
+    if request.status == RequestStatus.ACTIVE and request.grant is not None:
+        return request.grant  # a retried step: the grant is already complete
+    decision = request.decision
+    if decision is None or decision.outcome != Outcome.ALLOW or decision.target is None:
+        raise ForbiddenError(f"request {request_id} was not allowed; no grant is issued")
+    if request.status not in (RequestStatus.PENDING, RequestStatus.GRANTING):
+        raise ConflictError(f"request {request_id} is {request.status}; no grant is issued")
+    role = lookup_role(deps.iam, request.role_name)
+    if not role.is_opted_in(deps.settings.opt_in_tag_key) or role.arn != request.role_arn:
+        raise ForbiddenError(f"role {request.role_name} is no longer enabled for accessctl")
+
+    grant = request.grant or _new_grant(request, decision, deps)
+    document = build_grant_policy(grant.resource_arn, grant.expires_at)
+    deps.grants.record_granting(request_id, grant)
+    _create_or_reuse_policy(grant, request, document, deps)
+    call(deps.iam.attach_role_policy, RoleName=request.role_name, PolicyArn=grant.policy_arn)
+    deps.grants.record_active(request_id)
+    deps.audit.append(
+        AuditEventType.GRANT_ISSUED,
+        subject=request_id,
+        actor="workflow",
+        request=request,
+        outcome="GRANTED",
+        reason=decision.reason,
+        details={"policy_arn": grant.policy_arn, "expires_at": grant.expires_at, "policy_document": document},
+    )
+    metrics.add_metric(name="GrantsIssued", unit="Count", value=1)
+    logger.info("grant issued", extra={"request_id": request_id, "expires_at": grant.expires_at})
+    return grant
+
+
+def _new_grant(request: AccessRequest, decision: Decision, deps: Dependencies) -> Grant:
+    assert decision.target is not None and decision.granted_minutes is not None
+    issued_at = utc_now()
+    return Grant(
+        grant_id=request.request_id,
+        policy_name=policy_name_for(request.request_id),
+        policy_arn=policy_arn_for(request.request_id, deps),
+        role_name=request.role_name,
+        resource_arn=dbuser_arn(decision.target, request.db_user),
+        issued_at=to_iso(issued_at),
+        expires_at=grant_expiry(issued_at, decision.granted_minutes),
+    )
+
+
+def _create_or_reuse_policy(grant: Grant, request: AccessRequest, document: dict[str, Any], deps: Dependencies) -> None:
+    try:
+        call(
+            deps.iam.create_policy,
+            PolicyName=grant.policy_name,
+            Path=deps.settings.grants_path,
+            PolicyDocument=json.dumps(document),
+            Description=f"accessctl grant {grant.grant_id} until {grant.expires_at}",
+            Tags=[
+                {"Key": "accessctl:grant-id", "Value": grant.grant_id},
+                {"Key": "accessctl:requester", "Value": request.principal_arn[:256]},
+                {"Key": "accessctl:role", "Value": request.role_name},
+                {"Key": "accessctl:expires-at", "Value": grant.expires_at},
+            ],
+        )
+    except ClientError as error:
+        if error_code(error) != "EntityAlreadyExists":
+            raise
+        # A retry after a crash: reuse the policy only if it is exactly the grant we meant.
+        existing = current_policy_document(grant.policy_arn, deps)
+        check_grant_policy(existing, expected_resource_arn=grant.resource_arn, expected_expires_at=grant.expires_at)
+
+
+def current_policy_document(policy_arn: str, deps: Dependencies) -> dict[str, Any]:
+    policy = call(deps.iam.get_policy, PolicyArn=policy_arn)["Policy"]
+    version = call(deps.iam.get_policy_version, PolicyArn=policy_arn, VersionId=policy["DefaultVersionId"])
+    document = version["PolicyVersion"]["Document"]
+    if isinstance(document, str):  # IAM returns it URL-encoded; boto3 usually decodes it
+        document = json.loads(unquote(document))
+    return dict(document)
+
+
+@dataclass
+class Revocation:
+    request_id: str
+    status: str
+    detached_from: list[str] = field(default_factory=list)
+
+
+_FINAL_STATUS = {
+    RevokeReason.COMPENSATION: RequestStatus.FAILED,
+    RevokeReason.EXPIRED: RequestStatus.REVOKED,
+    RevokeReason.EARLY: RequestStatus.REVOKED,
+    RevokeReason.SWEEP: RequestStatus.REVOKED,
+}
+
+
+def revoke_grant(request_id: str, reason: RevokeReason, actor: str, deps: Dependencies) -> Revocation:
+    """Remove a grant's policy from IAM; idempotent. Recorded as revoked only once IAM confirms."""
+    request = deps.grants.get(request_id)
+    if request.status in (RequestStatus.REVOKED, RequestStatus.DENIED) or (
+        request.status == RequestStatus.FAILED and request.grant is None
+    ):
+        return Revocation(request_id=request_id, status="ALREADY_REVOKED")
+    policy_arn = request.grant.policy_arn if request.grant else policy_arn_for(request_id, deps)
+    detached = _remove_policy(policy_arn, deps)
+    revoked_at = to_iso(utc_now())
+    if request.grant is not None:
+        grant = request.grant.model_copy(update={"revoked_at": revoked_at, "revoke_reason": reason})
+        deps.grants.record_revoked(request, grant, final_status=_FINAL_STATUS[reason])
+    elif reason == RevokeReason.COMPENSATION:
+        deps.grants.record_status(request_id, RequestStatus.FAILED)
+    deps.audit.append(
+        AuditEventType.GRANT_COMPENSATED if reason == RevokeReason.COMPENSATION else AuditEventType.GRANT_REVOKED,
+        subject=request_id,
+        actor=actor,
+        request=request,
+        outcome="REVOKED",
+        reason=reason.value,
+        details={
+            "policy_arn": policy_arn,
+            "detached_from": detached,
+            "expires_at": request.grant.expires_at if request.grant else None,
+            "revoked_at": revoked_at,
+        },
+    )
+    metrics.add_metric(name=f"GrantsRevoked{reason.value.title()}", unit="Count", value=1)
+    if reason == RevokeReason.EARLY:
+        stop_execution(request.execution_arn, deps, cause=f"grant revoked early by {actor}")
+    logger.info("grant revoked", extra={"request_id": request_id, "reason": reason.value})
+    return Revocation(request_id=request_id, status="REVOKED", detached_from=detached)
+
+
+def _remove_policy(policy_arn: str, deps: Dependencies) -> list[str]:
+    """Detach from every role (the holder, and any it was tampered onto), then delete."""
+    detached: list[str] = []
+    try:
+        paginator = deps.iam.get_paginator("list_entities_for_policy")
+        for page in paginator.paginate(PolicyArn=policy_arn):
+            for role in page.get("PolicyRoles", []):
+                _ignore_missing(deps.iam.detach_role_policy, RoleName=role["RoleName"], PolicyArn=policy_arn)
+                detached.append(role["RoleName"])
+            for user in page.get("PolicyUsers", []):
+                _ignore_missing(deps.iam.detach_user_policy, UserName=user["UserName"], PolicyArn=policy_arn)
+                detached.append(f"user/{user['UserName']}")
+            for group in page.get("PolicyGroups", []):
+                _ignore_missing(deps.iam.detach_group_policy, GroupName=group["GroupName"], PolicyArn=policy_arn)
+                detached.append(f"group/{group['GroupName']}")
+        versions = call(deps.iam.list_policy_versions, PolicyArn=policy_arn)["Versions"]
+        for version in versions:
+            if not version["IsDefaultVersion"]:
+                _ignore_missing(deps.iam.delete_policy_version, PolicyArn=policy_arn, VersionId=version["VersionId"])
+        _ignore_missing(deps.iam.delete_policy, PolicyArn=policy_arn)
+    except ClientError as error:
+        if error_code(error) != "NoSuchEntity":
+            raise
+    _confirm_gone(policy_arn, deps)
+    return detached
+
+
+def _confirm_gone(policy_arn: str, deps: Dependencies) -> None:
+    try:
+        call(deps.iam.get_policy, PolicyArn=policy_arn)
+    except ClientError as error:
+        if error_code(error) == "NoSuchEntity":
+            return
+        raise
+    raise AccessctlError(f"policy {policy_arn} still exists after deletion")
+
+
+def _ignore_missing(operation: Any, **kwargs: Any) -> None:
+    try:
+        call(operation, **kwargs)
+    except ClientError as error:
+        if error_code(error) != "NoSuchEntity":
+            raise
+
+
+def record_outcome(request_id: str, outcome: str, detail: str | None, deps: Dependencies) -> None:
+    """The end of a request that did not (or no longer does) hold a grant, or a failed revoke."""
+    request = deps.grants.get(request_id)
+    if outcome == "DENIED":
+        deps.grants.record_status(request_id, RequestStatus.DENIED)
+        return  # the decision itself was audited when it was made
+    if outcome == "REVOKE_FAILED":
+        # The grant stays indexed as active: the sweeper retries; the policy's own condition
+        # has already stopped it from authenticating anyone.
+        deps.audit.append(
+            AuditEventType.REVOKE_FAILED, subject=request_id, actor="workflow", request=request, reason=detail
+        )
+        metrics.add_metric(name="RevocationFailures", unit="Count", value=1)
+        return
+    deps.grants.record_status(request_id, RequestStatus.FAILED, failure=detail)
+    deps.audit.append(
+        AuditEventType.REQUEST_FAILED, subject=request_id, actor="workflow", request=request, reason=detail
+    )
+    metrics.add_metric(name="RequestsFailed", unit="Count", value=1)
+
+
+@dataclass
+class SweepReport:
+    examined: int = 0
+    revoked: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+
+
+def sweep_expired_grants(deps: Dependencies, grace: timedelta = timedelta(seconds=0)) -> SweepReport:
+    """Revoke every grant past expiry that is still indexed as active, whatever its workflow did.
+
+    Cost follows the expired grants only (one indexed Query, paged). A failure on one grant
+    never stops the others; it is retried on the next sweep.
+    """
+    report = SweepReport()
+    cutoff = to_iso(utc_now() - grace)
+    for request in deps.grants.expired_active(before=cutoff):
+        report.examined += 1
+        try:
+            revoke_grant(request.request_id, RevokeReason.SWEEP, "sweeper", deps)
+            report.revoked.append(request.request_id)
+        except Exception as error:  # isolate each grant; the next sweep retries
+            logger.exception("sweeper could not revoke", extra={"request_id": request.request_id})
+            report.failed[request.request_id] = f"{type(error).__name__}: {error}"
+    metrics.add_metric(name="SweeperRevoked", unit="Count", value=len(report.revoked))
+    metrics.add_metric(name="SweeperFailures", unit="Count", value=len(report.failed))
+    return report
+
+
+__all__ = [
+    "Revocation",
+    "SweepReport",
+    "UnsafeGrantError",
+    "evaluate_request",
+    "issue_grant",
+    "record_outcome",
+    "revoke_grant",
+    "sweep_expired_grants",
+]

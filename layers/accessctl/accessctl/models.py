@@ -1,0 +1,325 @@
+"""Typed models: what a caller may send, what we store, what we decide and grant.
+
+Everything a caller sends is validated here, at the edge, with closed patterns: a value that
+reaches an ARN or a policy document has already been checked to be a plain identifier.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+
+# RDS identifiers: a letter, then letters, digits and single hyphens (no trailing hyphen).
+DATABASE_ID_PATTERN = r"^[A-Za-z](?:-?[A-Za-z0-9]){0,62}$"
+# Database user names as RDS IAM authentication accepts them in a dbuser ARN: no wildcards,
+# no path separators, no dots (so neither "*" nor ".." can widen the resource).
+DB_USER_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,62}$"
+IDEMPOTENCY_KEY_PATTERN = r"^[A-Za-z0-9_.:-]{1,128}$"
+
+MAX_REQUEST_MINUTES = 720
+
+
+def _no_control_characters(value: str) -> str:
+    if any(ord(char) < 32 and char not in "\t" for char in value):
+        raise ValueError("must not contain control characters")
+    return value
+
+
+DatabaseId = Annotated[str, StringConstraints(pattern=DATABASE_ID_PATTERN)]
+DbUser = Annotated[str, StringConstraints(pattern=DB_USER_PATTERN)]
+Reason = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=3, max_length=500), AfterValidator(_no_control_characters)
+]
+
+
+def utc_now() -> datetime:
+    """Now, in UTC, to the second (IAM conditions and Step Functions waits use whole seconds)."""
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def to_iso(instant: datetime) -> str:
+    """``2026-12-03T16:45:00Z``: the form IAM's aws:CurrentTime and ASL TimestampPath both accept."""
+    return instant.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def precise_now() -> str:
+    """Now in UTC to the microsecond: orders audit records written within one second."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class RequestStatus(StrEnum):
+    PENDING = "PENDING"  # submitted, being decided
+    DENIED = "DENIED"
+    GRANTING = "GRANTING"  # grant recorded, policy being created/attached (the sweeper can see it)
+    ACTIVE = "ACTIVE"
+    REVOKED = "REVOKED"
+    FAILED = "FAILED"  # no grant was made (or a half-made one was removed)
+
+
+class Outcome(StrEnum):
+    ALLOW = "ALLOW"
+    DENY = "DENY"
+
+
+class RevokeReason(StrEnum):
+    EXPIRED = "EXPIRED"
+    EARLY = "EARLY"  # DELETE /grants/{id}
+    COMPENSATION = "COMPENSATION"  # a grant that failed half-way
+    SWEEP = "SWEEP"  # backstop: past expiry and still active
+
+
+# ------------------------------------------------------------------ the API's input
+
+
+class AccessRequestSubmission(BaseModel):
+    """The body of ``POST /requests``. Identity and context never come from here."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    database: DatabaseId = Field(description="RDS DB instance identifier or Aurora DB cluster identifier.")
+    db_user: DbUser = Field(description="Database user to connect as (must be set up for IAM authentication).")
+    duration_minutes: int = Field(ge=1, le=MAX_REQUEST_MINUTES, description="Requested access time in minutes.")
+    reason: Reason = Field(description="Why access is needed (audited).")
+    idempotency_key: Annotated[str, StringConstraints(pattern=IDEMPOTENCY_KEY_PATTERN)] | None = Field(
+        default=None, description="Client key: the same key from the same caller returns the same request."
+    )
+
+
+class Caller(BaseModel):
+    """Who signed the request, resolved from the signed request context and IAM (never the body)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    principal_arn: str  # as signed, e.g. arn:aws:sts::123456789012:assumed-role/orders-service/i-0abc
+    account_id: str
+    partition: str
+    role_name: str | None = None  # set for assumed roles
+    role_arn: str | None = None  # resolved from IAM (includes the role's path)
+    source_ip: str | None = None
+    is_admin: bool = False
+    opted_in: bool = False  # the role carries the opt-in tag
+
+
+# ------------------------------------------------------------------ decisions and grants
+
+
+class DatabaseTarget(BaseModel):
+    """What RDS says about the database (looked up server-side; never taken from the caller)."""
+
+    identifier: str
+    kind: Literal["instance", "cluster"]
+    resource_id: str  # DbiResourceId (db-...) or DbClusterResourceId (cluster-...)
+    engine: str
+    host: str | None = None
+    port: int | None = None
+    region: str
+    account_id: str
+    partition: str
+    iam_auth_enabled: bool
+
+
+class Decision(BaseModel):
+    outcome: Outcome
+    reason: str
+    rule_id: str | None = None
+    granted_minutes: int | None = None
+    target: DatabaseTarget | None = None
+    decided_at: str
+
+
+class Grant(BaseModel):
+    grant_id: str
+    policy_name: str
+    policy_arn: str
+    role_name: str
+    resource_arn: str
+    issued_at: str
+    expires_at: str
+    revoked_at: str | None = None
+    revoke_reason: RevokeReason | None = None
+
+
+class AccessRequest(BaseModel):
+    """A request and everything that happened to it: the record in the grants table."""
+
+    request_id: str
+    status: RequestStatus
+    principal_arn: str
+    role_name: str
+    role_arn: str
+    account_id: str
+    database: str
+    db_user: str
+    requested_minutes: int
+    reason: str
+    requested_at: str
+    source_ip: str | None = None
+    execution_arn: str | None = None
+    decision: Decision | None = None
+    grant: Grant | None = None
+    failure: str | None = None
+
+
+class WorkflowInput(BaseModel):
+    """What the state machine starts with: the request, as recorded (ids only; no secrets)."""
+
+    request_id: str
+    principal_arn: str
+    role_name: str
+    database: str
+    db_user: str
+    requested_minutes: int
+
+
+# ------------------------------------------------------------------ audit
+
+
+class AuditEventType(StrEnum):
+    REQUEST_SUBMITTED = "REQUEST_SUBMITTED"
+    REQUEST_DECIDED = "REQUEST_DECIDED"
+    GRANT_ISSUED = "GRANT_ISSUED"
+    GRANT_REVOKED = "GRANT_REVOKED"
+    GRANT_COMPENSATED = "GRANT_COMPENSATED"
+    REQUEST_FAILED = "REQUEST_FAILED"
+    REVOKE_FAILED = "REVOKE_FAILED"
+
+
+class AuditEvent(BaseModel):
+    """One append-only audit record. ``schema_version`` moves when fields change meaning."""
+
+    schema_version: Literal[1] = 1
+    event_id: str
+    event_type: AuditEventType
+    at: str
+    subject: str  # the request (= grant) id
+    actor: str  # principal ARN, or "workflow" / "sweeper"
+    principal_arn: str | None = None
+    database: str | None = None
+    db_user: str | None = None
+    outcome: str | None = None
+    reason: str | None = None
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+# ------------------------------------------------------------------ API answers
+
+
+class RequestView(BaseModel):
+    """What ``GET /requests/{id}`` answers."""
+
+    request_id: str
+    status: RequestStatus
+    principal_arn: str
+    role_arn: str
+    database: str
+    db_user: str
+    requested_minutes: int
+    reason: str
+    requested_at: str
+    decision: Decision | None = None
+    grant: Grant | None = None
+    connection: dict[str, Any] | None = None
+    failure: str | None = None
+
+    @classmethod
+    def of(cls, request: AccessRequest) -> RequestView:
+        connection = None
+        target = request.decision.target if request.decision else None
+        if target is not None and request.status == RequestStatus.ACTIVE:
+            connection = {
+                "host": target.host,
+                "port": target.port,
+                "region": target.region,
+                "engine": target.engine,
+                "db_user": request.db_user,
+            }
+        return cls(
+            request_id=request.request_id,
+            status=request.status,
+            principal_arn=request.principal_arn,
+            role_arn=request.role_arn,
+            database=request.database,
+            db_user=request.db_user,
+            requested_minutes=request.requested_minutes,
+            reason=request.reason,
+            requested_at=request.requested_at,
+            decision=request.decision,
+            grant=request.grant,
+            connection=connection,
+            failure=request.failure,
+        )
+
+
+class SubmissionAnswer(BaseModel):
+    request_id: str
+    status: RequestStatus
+    execution_arn: str | None = None
+
+
+class GrantView(BaseModel):
+    grant_id: str
+    status: RequestStatus
+    principal_arn: str
+    role_name: str
+    database: str
+    db_user: str
+    expires_at: str
+    policy_arn: str
+    revoked_at: str | None = None
+    revoke_reason: RevokeReason | None = None
+
+
+class GrantList(BaseModel):
+    grants: list[GrantView]
+    next_token: str | None = None
+
+
+# ------------------------------------------------------------------ workflow step inputs
+
+REQUEST_ID_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+RequestId = Annotated[str, StringConstraints(pattern=REQUEST_ID_PATTERN)]
+
+
+class StepInput(BaseModel):
+    """What every workflow step receives: the request id (the record is the source of truth)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    request_id: RequestId
+
+
+class RevokeInput(StepInput):
+    reason: RevokeReason
+    actor: Annotated[str, StringConstraints(min_length=1, max_length=2048)] = "workflow"
+
+
+class NotifyInput(StepInput):
+    event: Literal["GRANTED", "DENIED", "REVOKED", "FAILED"]
+
+
+class StepError(BaseModel):
+    """What a Catch puts at ResultPath: Step Functions' Error and Cause."""
+
+    Error: str = "Unknown"
+    Cause: str | None = None
+
+
+class OutcomeInput(StepInput):
+    outcome: Literal["DENIED", "FAILED", "REVOKE_FAILED"]
+    error: StepError | None = None
+
+    def detail(self) -> str | None:
+        if self.error is None:
+            return None
+        cause = self.error.Cause or ""
+        try:
+            # Lambda errors arrive as a JSON Cause: {"errorMessage": ..., "errorType": ...}
+            parsed = json.loads(cause)
+            cause = parsed.get("errorMessage", cause) if isinstance(parsed, dict) else cause
+        except ValueError:
+            pass
+        return f"{self.error.Error}: {cause}"[:1000]

@@ -1,0 +1,279 @@
+"""DynamoDB access: the grants table (requests and their grants) and the append-only audit log.
+
+One item per request; the grant id is the request id. The sparse ``active_shard`` attribute is
+set while a grant's policy may exist (from just before it is created until IAM confirms it is
+gone), so the ``ActiveByExpiry`` index answers "active and expired before T" with a Query.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+from boto3.dynamodb.conditions import Attr, Key
+from botocore.exceptions import ClientError
+
+from accessctl.aws import error_code, transient_errors_surface
+from accessctl.errors import BadRequestError, ConflictError, NotFoundError
+from accessctl.models import (
+    AccessRequest,
+    AuditEvent,
+    AuditEventType,
+    Decision,
+    Grant,
+    RequestStatus,
+    precise_now,
+)
+
+ACTIVE_SHARD = "ACTIVE"
+EXPIRY_INDEX = "ActiveByExpiry"
+ROLE_INDEX = "ByRole"
+DATABASE_INDEX = "ByDatabase"
+
+
+class GrantsStore:
+    """Requests and grants. Every write is conditional on the state it expects."""
+
+    def __init__(self, table: Any) -> None:
+        self._table = table
+
+    def create(self, request: AccessRequest) -> None:
+        item = _to_item(request)
+        try:
+            with transient_errors_surface():
+                self._table.put_item(Item=item, ConditionExpression=Attr("request_id").not_exists())
+        except ClientError as error:
+            if error_code(error) == "ConditionalCheckFailedException":
+                raise ConflictError(f"request {request.request_id} already exists") from error
+            raise
+
+    def get(self, request_id: str) -> AccessRequest:
+        with transient_errors_surface():
+            item = self._table.get_item(Key={"request_id": request_id}, ConsistentRead=True).get("Item")
+        if item is None:
+            raise NotFoundError(f"request {request_id} not found")
+        return _from_item(item)
+
+    def set_execution(self, request_id: str, execution_arn: str) -> None:
+        self._update(request_id, {"execution_arn": execution_arn})
+
+    def record_decision(self, request_id: str, decision: Decision) -> None:
+        self._update(request_id, {"decision": decision.model_dump(mode="json")})
+
+    def record_granting(self, request_id: str, grant: Grant) -> None:
+        """Before any IAM change: from here on the sweeper can find this grant by its expiry."""
+        self._update(
+            request_id,
+            {
+                "status": RequestStatus.GRANTING.value,
+                "grant": grant.model_dump(mode="json"),
+                "active_shard": ACTIVE_SHARD,
+                "expires_at": grant.expires_at,
+            },
+            expected_status=(RequestStatus.PENDING, RequestStatus.GRANTING),
+        )
+
+    def record_active(self, request_id: str) -> None:
+        self._update(request_id, {"status": RequestStatus.ACTIVE.value}, expected_status=(RequestStatus.GRANTING,))
+
+    def record_revoked(self, request: AccessRequest, grant: Grant, *, final_status: RequestStatus) -> None:
+        """IAM has confirmed the policy is gone: leave the expiry index."""
+        self._update(
+            request.request_id,
+            {"status": final_status.value, "grant": grant.model_dump(mode="json")},
+            remove=("active_shard",),
+        )
+
+    def record_status(self, request_id: str, status: RequestStatus, failure: str | None = None) -> None:
+        values: dict[str, Any] = {"status": status.value}
+        if failure is not None:
+            values["failure"] = failure
+        self._update(request_id, values)
+
+    def expired_active(self, before: str, page_size: int = 100) -> Iterator[AccessRequest]:
+        """Grants whose policy may still exist and whose expiry is before ``before`` (pages)."""
+        query: dict[str, Any] = {
+            "IndexName": EXPIRY_INDEX,
+            "KeyConditionExpression": Key("active_shard").eq(ACTIVE_SHARD) & Key("expires_at").lt(before),
+            "Limit": page_size,
+        }
+        while True:
+            with transient_errors_surface():
+                page = self._table.query(**query)
+            for item in page.get("Items", []):
+                yield _from_item(item)
+            if "LastEvaluatedKey" not in page:
+                return
+            query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def list_requests(
+        self,
+        *,
+        role_arn: str | None = None,
+        database: str | None = None,
+        active_only: bool = False,
+        limit: int = 50,
+        next_token: str | None = None,
+    ) -> tuple[list[AccessRequest], str | None]:
+        """A page of requests, newest first, by role or by database (or active ones by expiry)."""
+        query: dict[str, Any] = {"Limit": limit}
+        filters = []
+        if role_arn is not None:
+            query.update(IndexName=ROLE_INDEX, KeyConditionExpression=Key("role_arn").eq(role_arn))
+            query["ScanIndexForward"] = False
+            if database is not None:
+                filters.append(Attr("database").eq(database))
+        elif database is not None:
+            query.update(IndexName=DATABASE_INDEX, KeyConditionExpression=Key("database").eq(database))
+            query["ScanIndexForward"] = False
+        else:
+            query.update(IndexName=EXPIRY_INDEX, KeyConditionExpression=Key("active_shard").eq(ACTIVE_SHARD))
+        if active_only:
+            filters.append(Attr("status").eq(RequestStatus.ACTIVE.value))
+        else:
+            filters.append(Attr("grant").exists())
+        condition = filters[0]
+        for extra in filters[1:]:
+            condition = condition & extra
+        query["FilterExpression"] = condition
+        if next_token:
+            query["ExclusiveStartKey"] = _decode_token(next_token)
+        with transient_errors_surface():
+            page = self._table.query(**query)
+        items = [_from_item(item) for item in page.get("Items", [])]
+        token = _encode_token(page["LastEvaluatedKey"]) if "LastEvaluatedKey" in page else None
+        return items, token
+
+    def _update(
+        self,
+        request_id: str,
+        values: dict[str, Any],
+        *,
+        remove: tuple[str, ...] = (),
+        expected_status: tuple[RequestStatus, ...] = (),
+    ) -> None:
+        # "#u"/":u" placeholders: boto3's condition builder uses "#n"/":v" for its own.
+        names = {f"#u{index}": name for index, name in enumerate(values)}
+        placeholders = {f":u{index}": value for index, value in enumerate(values.values())}
+        expression = "SET " + ", ".join(f"#u{index} = :u{index}" for index in range(len(values)))
+        if remove:
+            names.update({f"#r{index}": name for index, name in enumerate(remove)})
+            expression += " REMOVE " + ", ".join(f"#r{index}" for index in range(len(remove)))
+        condition = Attr("request_id").exists()
+        if expected_status:
+            condition = condition & Attr("status").is_in([status.value for status in expected_status])
+        try:
+            with transient_errors_surface():
+                self._table.update_item(
+                    Key={"request_id": request_id},
+                    UpdateExpression=expression,
+                    ExpressionAttributeNames=names,
+                    ExpressionAttributeValues=placeholders,
+                    ConditionExpression=condition,
+                )
+        except ClientError as error:
+            if error_code(error) == "ConditionalCheckFailedException":
+                raise ConflictError(
+                    f"request {request_id} is missing or not in state {'/'.join(expected_status) or 'any'}"
+                ) from error
+            raise
+
+
+class AuditLog:
+    """Append-only: records are put once (conditional on absence) and never updated."""
+
+    def __init__(self, table: Any) -> None:
+        self._table = table
+
+    def append(
+        self,
+        event_type: AuditEventType,
+        *,
+        subject: str,
+        actor: str,
+        request: AccessRequest | None = None,
+        outcome: str | None = None,
+        reason: str | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> AuditEvent:
+        event = AuditEvent(
+            event_id=str(uuid.uuid4()),
+            event_type=event_type,
+            at=precise_now(),
+            subject=subject,
+            actor=actor,
+            principal_arn=request.principal_arn if request else None,
+            database=request.database if request else None,
+            db_user=request.db_user if request else None,
+            outcome=outcome,
+            reason=reason,
+            details=details or {},
+        )
+        item = {
+            **_drop_none(event.model_dump(mode="json")),
+            "event_key": f"{event.at}#{event.event_id}",
+            "day": event.at[:10],
+            # Nested documents are stored as JSON text: DynamoDB rejects floats and empty keys.
+            "details": json.dumps(event.details, sort_keys=True),
+        }
+        with transient_errors_surface():
+            self._table.put_item(Item=item, ConditionExpression=Attr("event_key").not_exists())
+        return event
+
+    def for_subject(self, subject: str) -> list[AuditEvent]:
+        events: list[AuditEvent] = []
+        query: dict[str, Any] = {"KeyConditionExpression": Key("subject").eq(subject)}
+        while True:
+            with transient_errors_surface():
+                page = self._table.query(**query)
+            for item in page.get("Items", []):
+                item = dict(item)
+                item["details"] = json.loads(item.get("details") or "{}")
+                events.append(AuditEvent.model_validate(item))
+            if "LastEvaluatedKey" not in page:
+                return events
+            query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def _to_item(request: AccessRequest) -> dict[str, Any]:
+    item = _drop_none(request.model_dump(mode="json"))
+    if request.grant is not None and request.status in (RequestStatus.GRANTING, RequestStatus.ACTIVE):
+        item["active_shard"] = ACTIVE_SHARD
+        item["expires_at"] = request.grant.expires_at
+    return item
+
+
+def _from_item(item: dict[str, Any]) -> AccessRequest:
+    return AccessRequest.model_validate(_plain(item))
+
+
+def _plain(value: Any) -> Any:
+    """DynamoDB gives numbers as Decimal; the models want ints."""
+    if isinstance(value, dict):
+        return {key: _plain(inner) for key, inner in value.items()}
+    if isinstance(value, list):
+        return [_plain(inner) for inner in value]
+    if type(value).__name__ == "Decimal":
+        return int(value) if value == int(value) else float(value)
+    return value
+
+
+def _drop_none(document: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in document.items() if value is not None}
+
+
+def _encode_token(key: dict[str, Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(_plain(key), sort_keys=True).encode()).decode()
+
+
+def _decode_token(token: str) -> dict[str, Any]:
+    try:
+        key = json.loads(base64.urlsafe_b64decode(token.encode()))
+    except ValueError as error:
+        raise BadRequestError("next_token is not valid") from error
+    if not isinstance(key, dict) or not all(isinstance(value, str) for value in key.values()):
+        raise BadRequestError("next_token is not valid")
+    return key

@@ -1,0 +1,250 @@
+"""The grant lifecycle's use cases against the emulated account (no workflow): issue, revoke,
+compensate, sweep, and refuse what is out of scope without touching IAM."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from accessctl.access_requests import submit_request
+from accessctl.access_rules import AccessRules
+from accessctl.errors import ForbiddenError
+from accessctl.grant_policy import grant_policy_problems
+from accessctl.grants import evaluate_request, issue_grant, revoke_grant, sweep_expired_grants
+from accessctl.models import (
+    AccessRequestSubmission,
+    AuditEventType,
+    Caller,
+    Outcome,
+    RequestStatus,
+    RevokeReason,
+    to_iso,
+    utc_now,
+)
+from accessctl.principals import resolve_caller
+from tests.conftest import ACCOUNT_ID, Estate
+
+RULES = AccessRules.model_validate(
+    {
+        "rules": [
+            {
+                "id": "orders",
+                "roles": ["orders-service"],
+                "databases": ["orders-prod"],
+                "db_users": ["app_rw"],
+                "max_minutes": 15,
+            }
+        ]
+    }
+)
+
+
+def caller_for(estate: Estate, role_name: str, account_id: str = ACCOUNT_ID) -> Caller:
+    signed = Caller(
+        principal_arn=f"arn:aws:sts::{account_id}:assumed-role/{role_name}/task-1",
+        account_id=account_id,
+        partition="aws",
+        role_name=role_name,
+        source_ip="127.0.0.1",
+    )
+    return resolve_caller(
+        signed, estate.deps.iam, account_id=ACCOUNT_ID, admins=frozenset(), opt_in_tag_key="accessctl-grantable"
+    )
+
+
+def submission(**overrides: Any) -> AccessRequestSubmission:
+    body = {"database": "orders-prod", "db_user": "app_rw", "duration_minutes": 10, "reason": "service startup"}
+    return AccessRequestSubmission.model_validate({**body, **overrides})
+
+
+@pytest.fixture
+def orders(estate: Estate) -> dict[str, Any]:
+    estate.role("orders-service", path="/workloads/")
+    return estate.postgres("orders-prod")
+
+
+def granted_request(estate: Estate) -> str:
+    answer = submit_request(submission(), caller_for(estate, "orders-service"), estate.deps)
+    assert evaluate_request(answer.request_id, RULES, estate.deps).outcome == Outcome.ALLOW
+    issue_grant(answer.request_id, estate.deps)
+    return answer.request_id
+
+
+def test_given_an_allowed_request_when_issued_then_one_expiring_policy_is_attached_to_the_role(
+    estate: Estate, orders: dict[str, Any]
+) -> None:
+    request_id = granted_request(estate)
+
+    (policy,) = estate.grant_policies()
+    assert estate.attached("orders-service") == [policy["Arn"]]
+    iam = estate.session.client("iam")
+    document = iam.get_policy_version(PolicyArn=policy["Arn"], VersionId=policy["DefaultVersionId"])["PolicyVersion"]["Document"]
+    record = estate.deps.grants.get(request_id)
+    expected_resource = f"arn:aws:rds-db:us-east-1:{ACCOUNT_ID}:dbuser:{orders['DbiResourceId']}/app_rw"
+    assert record.status == RequestStatus.ACTIVE
+    assert grant_policy_problems(document, expected_resource, record.grant.expires_at if record.grant else None) == []
+    tags = {tag["Key"]: tag["Value"] for tag in iam.list_policy_tags(PolicyArn=policy["Arn"])["Tags"]}
+    assert tags["accessctl:grant-id"] == request_id
+    assert tags["accessctl:expires-at"] == record.grant.expires_at if record.grant else False
+
+
+def test_given_an_issued_grant_when_issue_runs_again_then_there_is_still_one_policy(
+    estate: Estate, orders: dict[str, Any]
+) -> None:
+    request_id = granted_request(estate)
+
+    issue_grant(request_id, estate.deps)
+
+    assert len(estate.grant_policies()) == 1
+
+
+def test_given_a_same_key_resubmission_when_submitted_then_the_same_request_is_returned(
+    estate: Estate, orders: dict[str, Any]
+) -> None:
+    caller = caller_for(estate, "orders-service")
+    first = submit_request(submission(idempotency_key="boot-42"), caller, estate.deps)
+    second = submit_request(submission(idempotency_key="boot-42"), caller, estate.deps)
+
+    assert first.request_id == second.request_id
+
+
+def test_given_a_grant_when_revoked_then_the_policy_is_gone_and_it_is_audited(
+    estate: Estate, orders: dict[str, Any]
+) -> None:
+    request_id = granted_request(estate)
+
+    revocation = revoke_grant(request_id, RevokeReason.EXPIRED, "workflow", estate.deps)
+
+    assert revocation.detached_from == ["orders-service"]
+    assert estate.grant_policies() == []
+    assert estate.attached("orders-service") == []
+    record = estate.deps.grants.get(request_id)
+    assert record.status == RequestStatus.REVOKED
+    assert record.grant is not None and record.grant.revoke_reason == RevokeReason.EXPIRED
+    events = [event.event_type for event in estate.deps.audit.for_subject(request_id)]
+    assert events == [
+        AuditEventType.REQUEST_SUBMITTED,
+        AuditEventType.REQUEST_DECIDED,
+        AuditEventType.GRANT_ISSUED,
+        AuditEventType.GRANT_REVOKED,
+    ]
+
+
+def test_given_a_revoked_grant_when_revoked_again_then_it_counts_as_revoked(
+    estate: Estate, orders: dict[str, Any]
+) -> None:
+    request_id = granted_request(estate)
+    revoke_grant(request_id, RevokeReason.EXPIRED, "workflow", estate.deps)
+
+    assert revoke_grant(request_id, RevokeReason.SWEEP, "sweeper", estate.deps).status == "ALREADY_REVOKED"
+
+
+class FailingAttach:
+    """An IAM client whose AttachRolePolicy fails: the policy exists, the attach never happens."""
+
+    def __init__(self, iam: Any) -> None:
+        self._iam = iam
+
+    def attach_role_policy(self, **kwargs: Any) -> Any:
+        raise RuntimeError("injected: attach failed after the policy was created")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._iam, name)
+
+
+def test_given_attach_fails_after_create_when_compensated_then_no_policy_is_left(
+    estate: Estate, orders: dict[str, Any]
+) -> None:
+    from dataclasses import replace
+
+    answer = submit_request(submission(), caller_for(estate, "orders-service"), estate.deps)
+    evaluate_request(answer.request_id, RULES, estate.deps)
+    failing = replace(estate.deps, iam=FailingAttach(estate.deps.iam))
+    with pytest.raises(RuntimeError):
+        issue_grant(answer.request_id, failing)
+    assert len(estate.grant_policies()) == 1  # the half-made grant
+
+    revoke_grant(answer.request_id, RevokeReason.COMPENSATION, "workflow", estate.deps)
+
+    assert estate.grant_policies() == []
+    assert estate.deps.grants.get(answer.request_id).status == RequestStatus.FAILED
+
+
+def test_given_a_grant_past_expiry_when_the_sweeper_runs_then_it_is_revoked(
+    estate: Estate, orders: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    request_id = granted_request(estate)
+    later = utc_now() + timedelta(minutes=11)
+    monkeypatch.setattr("accessctl.grants.utc_now", lambda: later)
+
+    report = sweep_expired_grants(estate.deps)
+
+    assert report.revoked == [request_id]
+    assert estate.grant_policies() == []
+    assert estate.deps.grants.get(request_id).grant.revoke_reason == RevokeReason.SWEEP  # type: ignore[union-attr]
+
+
+def test_given_only_unexpired_grants_when_the_sweeper_runs_then_nothing_is_touched(
+    estate: Estate, orders: dict[str, Any]
+) -> None:
+    granted_request(estate)
+
+    report = sweep_expired_grants(estate.deps)
+
+    assert (report.examined, report.revoked) == (0, [])
+    assert len(estate.grant_policies()) == 1
+
+
+@pytest.mark.parametrize(
+    ("make_caller", "message"),
+    [
+        (lambda estate: caller_for(estate, "not-opted-in"), "not enabled for accessctl"),
+        (lambda estate: caller_for(estate, "orders-service", account_id="210987654321"), "account 210987654321"),
+        (
+            lambda estate: Caller(
+                principal_arn=f"arn:aws:iam::{ACCOUNT_ID}:user/alice", account_id=ACCOUNT_ID, partition="aws"
+            ),
+            "IAM roles",
+        ),
+    ],
+    ids=["role without opt-in tag", "another account's role", "an IAM user"],
+)
+def test_given_a_caller_out_of_scope_when_submitting_then_it_is_refused_and_iam_is_unchanged(
+    estate: Estate, orders: dict[str, Any], make_caller: Any, message: str
+) -> None:
+    estate.role("not-opted-in", opted_in=False)
+    policies_before = estate.session.client("iam").list_policies(Scope="Local")["Policies"]
+
+    with pytest.raises(ForbiddenError, match=message):
+        submit_request(submission(), make_caller(estate), estate.deps)
+
+    assert estate.session.client("iam").list_policies(Scope="Local")["Policies"] == policies_before
+    assert estate.attached("not-opted-in") == []
+
+
+def test_given_the_opt_in_tag_removed_before_issue_when_issuing_then_nothing_is_attached(
+    estate: Estate, orders: dict[str, Any]
+) -> None:
+    answer = submit_request(submission(), caller_for(estate, "orders-service"), estate.deps)
+    evaluate_request(answer.request_id, RULES, estate.deps)
+    estate.session.client("iam").untag_role(RoleName="orders-service", TagKeys=["accessctl-grantable"])
+
+    with pytest.raises(ForbiddenError):
+        issue_grant(answer.request_id, estate.deps)
+
+    assert estate.grant_policies() == []
+    assert estate.attached("orders-service") == []
+
+
+def test_given_the_audit_trail_when_read_then_the_issued_document_is_recorded(
+    estate: Estate, orders: dict[str, Any]
+) -> None:
+    request_id = granted_request(estate)
+
+    issued = [e for e in estate.deps.audit.for_subject(request_id) if e.event_type == AuditEventType.GRANT_ISSUED]
+
+    assert issued[0].details["policy_document"]["Statement"][0]["Action"] == "rds-db:connect"
+    assert json.dumps(issued[0].details)  # plain JSON, exportable
