@@ -7,6 +7,7 @@ request context only. Bodies and query strings are validated by the resolver (py
 from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from aws_lambda_powertools.event_handler.openapi.models import APIKey, APIKeyIn
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.idempotency.exceptions import (
@@ -37,9 +38,30 @@ from accessctl.models import (
 from accessctl.observability import logger, metrics, tracer
 from accessctl.principals import caller_from_identity, resolve_caller
 
-ROLE_ARN_PATTERN = r"^arn:(aws|aws-cn|aws-us-gov):iam::\d{12}:role/[\w+=,.@/-]{1,512}$"
+ROLE_ARN_PATTERN = r"^arn:(aws|aws-cn|aws-us-gov):iam::[0-9]{12}:role/[A-Za-z0-9_+=,.@/-]+$"
 
 app = APIGatewayRestResolver(enable_validation=True)
+
+
+def openapi_schema() -> str:
+    """The OpenAPI document of this API (committed as docs/openapi.json, checked for drift)."""
+    return app.get_openapi_json_schema(
+        title="accessctl API",
+        version="1.0.0",
+        summary="Just-in-time, expiring IAM access to Amazon RDS databases",
+        description=(
+            "Every route is authorised by API Gateway with AWS_IAM: sign requests with SigV4 "
+            "(service execute-api). The caller's identity is taken from the signature only."
+        ),
+        security_schemes={
+            "sigv4": APIKey(
+                name="Authorization",
+                in_=APIKeyIn.header,
+                description="AWS Signature Version 4 (API Gateway AWS_IAM authorisation)",
+            )
+        },
+        security=[{"sigv4": []}],
+    )
 
 
 def current_caller() -> Caller:
@@ -68,7 +90,7 @@ def read_request(request_id: Annotated[str, Path(pattern=REQUEST_ID_PATTERN)]) -
 
 @app.get("/grants", summary="List grants (your own, or anyone's for an admin)")
 def read_grants(
-    principal: Annotated[str | None, Query(pattern=ROLE_ARN_PATTERN, description="Role ARN")] = None,
+    principal: Annotated[str | None, Query(pattern=ROLE_ARN_PATTERN, max_length=2048, description="Role ARN")] = None,
     database: Annotated[str | None, Query(pattern=DATABASE_ID_PATTERN)] = None,
     active: Annotated[bool, Query()] = True,
     next_token: Annotated[str | None, Query(max_length=2048)] = None,
