@@ -1,0 +1,325 @@
+"""The ``accessctl`` command line.
+
+Exit codes: 0 granted/ok, 1 usage or other error, 2 denied, 3 failed or revoked, 4 timed out waiting.
+Results go to stdout (JSON with ``--json``); errors, and progress when stderr is a terminal, go to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn
+
+import botocore.session
+
+from .client import AccessctlClient, __version__
+from .duration import parse_duration
+from .errors import AccessctlError, WaitTimeoutError
+from .models import ACTIVE, DENIED, FAILED, REVOKED, GrantRecord, RequestView
+
+EXIT_OK, EXIT_ERROR, EXIT_DENIED, EXIT_FAILED, EXIT_TIMEOUT = 0, 1, 2, 3, 4
+PRINT_CHOICES = ("token", "url", "env", "json")
+
+
+class _Parser(argparse.ArgumentParser):
+    # argparse exits 2 on usage errors, which would read as "denied": usage errors are 1 here.
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_ERROR, f"{self.prog}: error: {message}\n")
+
+
+def _duration(text: str) -> int:
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"invalid timeout {text!r}: a positive number of seconds")
+    return value
+
+
+def _common_options(in_subcommand: bool) -> _Parser:
+    # Shared options are accepted before and after the subcommand. In subcommands their default is
+    # SUPPRESS so that an option given before the subcommand is not overwritten by the subcommand's default.
+    parent = _Parser(add_help=False)
+    unset: Any = argparse.SUPPRESS if in_subcommand else None
+    parent.add_argument("--api-url", default=unset, help="API base URL incl. stage (default: $ACCESSCTL_API_URL)")
+    parent.add_argument("--region", default=unset, help="AWS region to sign for (default: from URL or environment)")
+    parent.add_argument("--profile", default=unset, help="AWS profile for credentials")
+    parent.add_argument(
+        "--json",
+        action="store_true",
+        default=argparse.SUPPRESS if in_subcommand else False,
+        help="machine-readable JSON output",
+    )
+    return parent
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser for ``accessctl``."""
+    parser = _Parser(
+        prog="accessctl", description="Just-in-time IAM access to AWS RDS databases.", parents=[_common_options(False)]
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    common = [_common_options(True)]
+
+    def wait_options(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--timeout", type=_seconds, default=300.0, help="seconds to wait (default 300)")
+        sub.add_argument(
+            "--print",
+            dest="print_as",
+            choices=PRINT_CHOICES,
+            help="once granted, print a fresh auth token, a connection URL, shell exports or JSON",
+        )
+        sub.add_argument("--dbname", help="database name to put in the URL / environment")
+
+    request = commands.add_parser("request", parents=common, help="request access to a database")
+    request.add_argument("--database", required=True, help="RDS instance or Aurora cluster identifier")
+    request.add_argument("--db-user", required=True, help="database user (set up for IAM authentication)")
+    request.add_argument("--duration", required=True, type=_duration, help="15m, 2h, 1h30m or minutes")
+    request.add_argument("--reason", required=True, help="why access is needed (audited)")
+    request.add_argument("--idempotency-key", help="replaying the same key returns the same request")
+    request.add_argument("--wait", action="store_true", help="wait for the outcome (implied by --print)")
+    wait_options(request)
+    request.set_defaults(handler=_cmd_request)
+
+    wait = commands.add_parser("wait", parents=common, help="wait for a request's outcome")
+    wait.add_argument("request_id")
+    wait_options(wait)
+    wait.set_defaults(handler=_cmd_wait)
+
+    status = commands.add_parser("status", parents=common, help="show a request")
+    status.add_argument("request_id")
+    status.set_defaults(handler=_cmd_status)
+
+    token = commands.add_parser("token", parents=common, help="print credentials for a granted request")
+    token.add_argument("request_id")
+    token.add_argument("--print", dest="print_as", choices=PRINT_CHOICES, default="token")
+    token.add_argument("--dbname", help="database name to put in the URL / environment")
+    token.set_defaults(handler=_cmd_token)
+
+    grants = commands.add_parser("grants", parents=common, help="list grants")
+    grants.add_argument("--principal", help="only grants to this role ARN (admins: any role)")
+    grants.add_argument("--database", help="only grants on this database")
+    which = grants.add_mutually_exclusive_group()
+    which.add_argument(
+        "--active", dest="active", action="store_const", const=True, default=True, help="only active grants (default)"
+    )
+    which.add_argument("--all", dest="active", action="store_const", const=False, help="active and past grants")
+    grants.set_defaults(handler=_cmd_grants)
+
+    revoke = commands.add_parser("revoke", parents=common, help="revoke a grant now")
+    revoke.add_argument("grant_id")
+    revoke.set_defaults(handler=_cmd_revoke)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI and return its exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        session = botocore.session.Session(profile=args.profile) if args.profile else None
+        client = AccessctlClient(args.api_url, region=args.region, session=session)
+        return int(args.handler(client, args))
+    except AccessctlError as exc:
+        _err(f"error: {exc}")
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return 130
+
+
+# ---------------------------------------------------------------------- commands
+
+
+def _cmd_request(client: AccessctlClient, args: argparse.Namespace) -> int:
+    submission = client.submit(args.database, args.db_user, args.duration, args.reason, args.idempotency_key)
+    if not (args.wait or args.print_as):
+        _out(submission.raw if args.json else f"{submission.request_id} {submission.status}")
+        return EXIT_OK
+    _progress(f"submitted request {submission.request_id}")
+    return _await(client, submission.request_id, args)
+
+
+def _cmd_wait(client: AccessctlClient, args: argparse.Namespace) -> int:
+    return _await(client, args.request_id, args)
+
+
+def _cmd_status(client: AccessctlClient, args: argparse.Namespace) -> int:
+    view = client.get_request(args.request_id)
+    _out(view.raw if args.json else _describe(view))
+    return EXIT_OK
+
+
+def _cmd_token(client: AccessctlClient, args: argparse.Namespace) -> int:
+    return _finish(client, client.get_request(args.request_id), args)
+
+
+def _cmd_grants(client: AccessctlClient, args: argparse.Namespace) -> int:
+    grants = client.list_grants(principal=args.principal, database=args.database, active=args.active)
+    if args.json:
+        _out({"grants": [grant.raw for grant in grants], "next_token": None})
+    elif not grants:
+        _out("no grants")
+    else:
+        _out(_table(grants))
+    return EXIT_OK
+
+
+def _cmd_revoke(client: AccessctlClient, args: argparse.Namespace) -> int:
+    grant = client.revoke(args.grant_id)
+    _out(
+        grant.raw
+        if args.json
+        else f"grant {grant.grant_id} {grant.status} at {grant.revoked_at or '-'}"
+        f" ({grant.revoke_reason or 'no reason given'})"
+    )
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------- outcomes
+
+
+def _await(client: AccessctlClient, request_id: str, args: argparse.Namespace) -> int:
+    try:
+        view = client.wait(request_id, timeout=args.timeout, on_progress=_progress_reporter(request_id))
+    except WaitTimeoutError as exc:
+        _err(f"error: {exc.message}; resume with: accessctl wait {request_id}")
+        if args.json and exc.last is not None:
+            _out(exc.last.raw)
+        return EXIT_TIMEOUT
+    return _finish(client, view, args)
+
+
+def _finish(client: AccessctlClient, view: RequestView, args: argparse.Namespace) -> int:
+    """Print a request's outcome and map it to an exit code."""
+    if view.status == ACTIVE:
+        if args.print_as:
+            _out(_credentials(client, view, args.print_as, args.dbname))
+        else:
+            _out(view.raw if args.json else _describe(view))
+        return EXIT_OK
+    if args.json:
+        _out(view.raw)
+    if view.status == DENIED:
+        reason = view.decision.reason if view.decision else None
+        rule = f" (rule {view.decision.rule_id})" if view.decision and view.decision.rule_id else ""
+        _err(f"request {view.request_id} DENIED: {reason or 'no reason given'}{rule}")
+        return EXIT_DENIED
+    if view.status in (FAILED, REVOKED):
+        detail = view.failure or (view.grant.revoke_reason if view.grant else None) or "no detail given"
+        _err(f"request {view.request_id} {view.status}: {detail}")
+        return EXIT_FAILED
+    _err(f"request {view.request_id} is {view.status}, not granted yet: use `accessctl wait {view.request_id}`")
+    return EXIT_ERROR
+
+
+def _credentials(client: AccessctlClient, view: RequestView, print_as: str, dbname: str | None) -> str:
+    token = client.auth_token(view)
+    if print_as == "token":
+        return token
+    if print_as == "url":
+        return client.connection_url(view, token, dbname)
+    if print_as == "env":
+        # `export` so that `eval "$(accessctl ...)"` reaches child processes (psql, the app) too.
+        env = client.connection_env(view, token, dbname)
+        return "\n".join(f"export {name}={shlex.quote(value)}" for name, value in env.items())
+    conn = view.connection
+    assert conn is not None  # auth_token above has checked
+    return json.dumps(
+        {
+            "request_id": view.request_id,
+            "grant_id": view.grant.grant_id if view.grant else None,
+            "expires_at": view.grant.expires_at if view.grant else None,
+            "host": conn.host,
+            "port": conn.port,
+            "region": conn.region,
+            "engine": conn.engine,
+            "db_user": conn.db_user,
+            "dbname": dbname,
+            "token": token,
+            "url": client.connection_url(view, token, dbname),
+        },
+        indent=2,
+    )
+
+
+# ---------------------------------------------------------------------- output
+
+
+def _out(value: Any) -> None:
+    print(value if isinstance(value, str) else json.dumps(value, indent=2, sort_keys=True), flush=True)
+
+
+def _err(message: str) -> None:
+    print(f"accessctl: {message}", file=sys.stderr, flush=True)
+
+
+def _progress(message: str) -> None:
+    # Progress is for people watching; logs of containers and CI stay clean.
+    if sys.stderr.isatty():
+        _err(message)
+
+
+def _progress_reporter(request_id: str) -> Callable[[RequestView], None]:
+    started = time.monotonic()
+    seen: list[str] = []
+
+    def report(view: RequestView) -> None:
+        if not seen or seen[-1] != view.status:
+            seen.append(view.status)
+            _progress(f"request {request_id}: {view.status} ({time.monotonic() - started:.1f}s)")
+
+    return report
+
+
+def _describe(view: RequestView) -> str:
+    def show(value: object) -> str:
+        return "-" if value is None else str(value)
+
+    lines = [
+        f"request   {view.request_id}  {view.status}",
+        f"database  {show(view.database)} as {show(view.db_user)}, {show(view.requested_minutes)} min requested",
+        f"principal {show(view.role_arn or view.principal_arn)}",
+        f"reason    {show(view.reason)}",
+    ]
+    if view.decision:
+        decision = view.decision
+        granted = f", {decision.granted_minutes} min" if decision.granted_minutes else ""
+        rule = f" [rule {decision.rule_id}]" if decision.rule_id else ""
+        lines.append(f"decision  {decision.outcome}{granted}: {decision.reason or '-'}{rule}")
+    if view.grant:
+        grant = view.grant
+        revoked = f", revoked {grant.revoked_at} ({grant.revoke_reason})" if grant.revoked_at else ""
+        lines.append(f"grant     {grant.grant_id}, expires {grant.expires_at}{revoked}")
+    if view.connection:
+        conn = view.connection
+        lines.append(f"endpoint  {conn.host}:{conn.port} ({conn.engine}, {conn.region})")
+    if view.failure:
+        lines.append(f"failure   {view.failure}")
+    return "\n".join(lines)
+
+
+def _table(grants: Sequence[GrantRecord]) -> str:
+    header = ("GRANT_ID", "STATUS", "DATABASE", "DB_USER", "EXPIRES_AT", "PRINCIPAL")
+    rows = [header] + [
+        tuple(
+            str(value or "-") for value in (g.grant_id, g.status, g.database, g.db_user, g.expires_at, g.principal_arn)
+        )
+        for g in grants
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header) - 1)]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)) + "  " + row[-1] for row in rows
+    )
