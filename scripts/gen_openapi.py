@@ -1,7 +1,7 @@
 """Generate docs/openapi.json from the API function's resolver (the routes and models it serves).
 
-    python scripts/gen_openapi.py          # rewrite docs/openapi.json
-    python scripts/gen_openapi.py --check  # exit 1 if the committed document has drifted
+python scripts/gen_openapi.py          # rewrite docs/openapi.json
+python scripts/gen_openapi.py --check  # exit 1 if the committed document has drifted
 """
 
 from __future__ import annotations
