@@ -19,7 +19,9 @@ OPT_IN_TAG = "accessctl-grantable"
 TRUST_POLICY = json.dumps(
     {
         "Version": "2012-10-17",
-        "Statement": [{"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT_ID}:root"}, "Action": "sts:AssumeRole"}],
+        "Statement": [
+            {"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT_ID}:root"}, "Action": "sts:AssumeRole"}
+        ],
     }
 )
 
@@ -51,7 +53,9 @@ class Estate:
     def role(self, name: str, *, opted_in: bool = True, path: str = "/") -> str:
         tags = [{"Key": OPT_IN_TAG, "Value": "true"}] if opted_in else []
         iam = self.session.client("iam")
-        return str(iam.create_role(RoleName=name, Path=path, AssumeRolePolicyDocument=TRUST_POLICY, Tags=tags)["Role"]["Arn"])
+        return str(
+            iam.create_role(RoleName=name, Path=path, AssumeRolePolicyDocument=TRUST_POLICY, Tags=tags)["Role"]["Arn"]
+        )
 
     def postgres(self, identifier: str, *, iam_auth: bool = True) -> dict[str, Any]:
         rds = self.session.client("rds")

@@ -21,7 +21,6 @@ from accessctl.models import (
     Outcome,
     RequestStatus,
     RevokeReason,
-    to_iso,
     utc_now,
 )
 from accessctl.principals import resolve_caller
@@ -81,7 +80,9 @@ def test_given_an_allowed_request_when_issued_then_one_expiring_policy_is_attach
     (policy,) = estate.grant_policies()
     assert estate.attached("orders-service") == [policy["Arn"]]
     iam = estate.session.client("iam")
-    document = iam.get_policy_version(PolicyArn=policy["Arn"], VersionId=policy["DefaultVersionId"])["PolicyVersion"]["Document"]
+    document = iam.get_policy_version(PolicyArn=policy["Arn"], VersionId=policy["DefaultVersionId"])["PolicyVersion"][
+        "Document"
+    ]
     record = estate.deps.grants.get(request_id)
     expected_resource = f"arn:aws:rds-db:us-east-1:{ACCOUNT_ID}:dbuser:{orders['DbiResourceId']}/app_rw"
     assert record.status == RequestStatus.ACTIVE

@@ -30,7 +30,7 @@ _CfnLoader.add_multi_constructor("!", _tag)
 
 @cache
 def template() -> dict[str, Any]:
-    return yaml.load(TEMPLATE.read_text(encoding="utf-8"), Loader=_CfnLoader)  # noqa: S506 - safe loader subclass
+    return yaml.load(TEMPLATE.read_text(encoding="utf-8"), Loader=_CfnLoader)
 
 
 def resources(type_name: str) -> dict[str, dict[str, Any]]:

@@ -27,7 +27,9 @@ RULES = AccessRules.model_validate(
 )
 
 
-def _decide(role: str = "orders-service", database: str = "orders-prod", db_user: str = "app_rw", minutes: int = 10, **kw):  # type: ignore[no-untyped-def]
+def _decide(
+    role: str = "orders-service", database: str = "orders-prod", db_user: str = "app_rw", minutes: int = 10, **kw
+):  # type: ignore[no-untyped-def]
     return decide(
         RULES,
         role_name=role,

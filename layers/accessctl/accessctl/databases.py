@@ -10,7 +10,9 @@ from accessctl.aws import call, error_code
 from accessctl.models import DatabaseTarget
 
 
-def describe_database(rds: Any, identifier: str, *, region: str, account_id: str, partition: str) -> DatabaseTarget | None:
+def describe_database(
+    rds: Any, identifier: str, *, region: str, account_id: str, partition: str
+) -> DatabaseTarget | None:
     """The DB instance or Aurora cluster called ``identifier``, or ``None`` if RDS has neither.
 
     An instance that belongs to an Aurora cluster is granted through its cluster: IAM

@@ -74,9 +74,7 @@ def lookup_role(iam: Any, role_name: str) -> RoleInfo:
     return RoleInfo(name=role["RoleName"], arn=role["Arn"], tags=tags)
 
 
-def resolve_caller(
-    caller: Caller, iam: Any, *, account_id: str, admins: frozenset[str], opt_in_tag_key: str
-) -> Caller:
+def resolve_caller(caller: Caller, iam: Any, *, account_id: str, admins: frozenset[str], opt_in_tag_key: str) -> Caller:
     """Add the role ARN (with its path), the admin flag and the opt-in flag to an assumed-role caller.
 
     Only roles of this account are looked up: a same-named role elsewhere is a different role.

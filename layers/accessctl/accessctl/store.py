@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-from boto3.dynamodb.conditions import Attr, Key
+from boto3.dynamodb.conditions import Attr, ConditionBase, Key
 from botocore.exceptions import ClientError
 
 from accessctl.aws import error_code, transient_errors_surface
@@ -120,7 +120,7 @@ class GrantsStore:
     ) -> tuple[list[AccessRequest], str | None]:
         """A page of requests, newest first, by role or by database (or active ones by expiry)."""
         query: dict[str, Any] = {"Limit": limit}
-        filters = []
+        filters: list[ConditionBase] = []
         if role_arn is not None:
             query.update(IndexName=ROLE_INDEX, KeyConditionExpression=Key("role_arn").eq(role_arn))
             query["ScanIndexForward"] = False
@@ -162,7 +162,7 @@ class GrantsStore:
         if remove:
             names.update({f"#r{index}": name for index, name in enumerate(remove)})
             expression += " REMOVE " + ", ".join(f"#r{index}" for index in range(len(remove)))
-        condition = Attr("request_id").exists()
+        condition: ConditionBase = Attr("request_id").exists()
         if expected_status:
             condition = condition & Attr("status").is_in([status.value for status in expected_status])
         try:
