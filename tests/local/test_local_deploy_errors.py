@@ -1,0 +1,24 @@
+"""Deploy failures that must be loud (each starts and stops its own stack)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from accessctl_local import DeployError, LocalStack
+
+
+def test_an_unsupported_resource_type_stops_the_deploy(tmp_path: Path) -> None:
+    (tmp_path / "template.yaml").write_text("Resources:\n  Queue:\n    Type: AWS::SQS::Queue\n    Properties: {}\n")
+    with pytest.raises(DeployError, match="AWS::SQS::Queue"):
+        LocalStack.start(tmp_path, run_schedules=False, load_aws_managed_policies=False)
+
+
+def test_a_second_stack_in_the_same_process_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "template.yaml").write_text("Resources: {}\n")
+    with (
+        LocalStack.start(tmp_path, run_schedules=False, load_aws_managed_policies=False),
+        pytest.raises(RuntimeError, match="another LocalStack"),
+    ):
+        LocalStack.start(tmp_path, run_schedules=False)

@@ -1,0 +1,118 @@
+"""The one module that touches moto's private API, checked against the pinned moto."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+
+import moto
+
+from accessctl_local import LocalStack, moto_patches
+
+
+def test_moto_is_the_version_the_patches_were_written_for() -> None:
+    # A moto upgrade must come with a re-check of moto_patches.py (and this test's update).
+    assert moto.__version__ == moto_patches.TESTED_MOTO_VERSION
+
+
+def _create_db(stack: LocalStack, identifier: str) -> dict[str, object]:
+    return dict(
+        stack.client("rds").create_db_instance(
+            DBInstanceIdentifier=identifier,
+            DBInstanceClass="db.t4g.micro",
+            Engine="postgres",
+            MasterUsername="postgres",
+            MasterUserPassword="not-used-in-tests",
+            AllocatedStorage=20,
+            EnableIAMDatabaseAuthentication=True,
+        )["DBInstance"]
+    )
+
+
+def test_each_db_instance_gets_its_own_dbi_resource_id(stack: LocalStack) -> None:
+    # Given two databases created in the emulator
+    first, second = _create_db(stack, "orders-db"), _create_db(stack, "billing-db")
+    # Then their resource ids differ, look like AWS's, and describe returns the same ones
+    ids = {first["DbiResourceId"], second["DbiResourceId"]}
+    assert len(ids) == 2
+    assert moto_patches.MOTO_FIXED_DBI_RESOURCE_ID not in ids
+    assert all(re.fullmatch(r"db-[A-Z0-9]{26}", i) for i in ids)
+    described = stack.client("rds").describe_db_instances(DBInstanceIdentifier="orders-db")["DBInstances"][0]
+    assert described["DbiResourceId"] == first["DbiResourceId"]
+
+
+def test_api_calls_are_counted_per_service_and_action(stack: LocalStack) -> None:
+    # Given a fresh count
+    stack.reset_api_call_counts()
+    # When a handful of calls are made
+    ddb = stack.client("dynamodb")
+    ddb.describe_table(TableName=stack.resources["ItemsTable"])
+    ddb.describe_table(TableName=stack.resources["ItemsTable"])
+    stack.client("sns").list_topics()
+    stack.client("lambda").invoke(FunctionName=stack.resources["StepFunction"], Payload=b"{}")
+    # Then each is counted under its service and action
+    counts = stack.api_call_counts()
+    assert counts[("dynamodb", "DescribeTable")] == 2
+    assert counts[("sns", "ListTopics")] == 1
+    assert counts[("lambda", "Invoke")] == 1
+
+
+def test_calls_made_by_handlers_are_counted_too(stack: LocalStack) -> None:
+    # Given the API function, which calls DescribeTable
+    stack.reset_api_call_counts()
+    # When it is invoked through the Lambda API
+    response = stack.client("lambda").invoke(
+        FunctionName=stack.resources["ApiFunction"], Payload=json.dumps(_api_event())
+    )
+    # Then the handler's own call reached the emulator and was counted
+    assert json.loads(response["Payload"].read())["statusCode"] == 200
+    assert stack.api_call_counts()[("dynamodb", "DescribeTable")] == 1
+
+
+def test_event_invocations_return_at_once_and_run_in_the_background(stack: LocalStack) -> None:
+    # Given a handler blocked until the test releases it
+    release, started = threading.Event(), threading.Event()
+
+    def block(event: object, context: object) -> None:
+        started.set()
+        release.wait(30)
+
+    stack.inject_failure("StepFunction", before=block)
+    # When it is invoked asynchronously
+    response = stack.client("lambda").invoke(
+        FunctionName=stack.resources["StepFunction"], InvocationType="Event", Payload=b"{}"
+    )
+    # Then the call returned 202 while the handler is still running
+    assert response["StatusCode"] == 202
+    assert started.wait(30)
+    release.set()
+    moto_patches.drain_background()
+
+
+def test_resolve_credentials_finds_users_and_sessions_only_with_the_right_token(stack: LocalStack) -> None:
+    iam = stack.client("iam")
+    iam.create_user(UserName="resolver-user")
+    key = iam.create_access_key(UserName="resolver-user")["AccessKey"]
+    user = moto_patches.resolve_credentials(key["AccessKeyId"], None, ["123456789012"])
+    assert user is not None and user.secret_access_key == key["SecretAccessKey"]
+    assert user.arn == "arn:aws:iam::123456789012:user/resolver-user"
+
+    creds = stack.client("sts").assume_role(RoleArn="arn:aws:iam::123456789012:role/any", RoleSessionName="s1")[
+        "Credentials"
+    ]
+    session = moto_patches.resolve_credentials(creds["AccessKeyId"], creds["SessionToken"], ["123456789012"])
+    assert session is not None and session.arn == "arn:aws:sts::123456789012:assumed-role/any/s1"
+    assert moto_patches.resolve_credentials(creds["AccessKeyId"], "wrong-token", ["123456789012"]) is None
+
+
+def _api_event() -> dict[str, object]:
+    return {
+        "resource": "/things",
+        "path": "/things",
+        "httpMethod": "GET",
+        "pathParameters": None,
+        "queryStringParameters": None,
+        "body": None,
+        "requestContext": {"identity": {"userArn": None}},
+    }
