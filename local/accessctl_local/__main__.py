@@ -1,4 +1,7 @@
-"""``python -m accessctl_local serve``: deploy the template locally and keep serving until Ctrl-C."""
+"""``python -m accessctl_local serve``: deploy the template locally and keep serving until Ctrl-C.
+
+``python -m accessctl_local demo``: run the scripted scenario (see demo.py).
+"""
 
 from __future__ import annotations
 
@@ -20,6 +23,11 @@ def _parameter(text: str) -> tuple[str, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["demo"]:
+        from .demo import main as demo_main
+
+        return demo_main(argv[1:])
     parser = argparse.ArgumentParser(prog="accessctl_local", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="deploy template.yaml into the emulator and serve it")
