@@ -37,9 +37,7 @@ class Timeline:
         self._out.flush()
 
 
-def run_demo(
-    project_root: Path, *, minutes: int, api_port: int, keep_running: bool, verbose: bool, out: TextIO
-) -> int:
+def run_demo(project_root: Path, *, minutes: int, api_port: int, keep_running: bool, verbose: bool, out: TextIO) -> int:
     timeline = Timeline(out)
     timeline.say("starting the embedded AWS emulator (moto) and deploying template.yaml into it")
     # The functions' structured logs and EMF metrics go to the same terminal: keep them quiet unless asked.

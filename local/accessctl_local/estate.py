@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import botocore.session
+
 from accessctl_client import AccessctlClient
 
 from .stack import LocalStack
@@ -29,7 +30,9 @@ class Workload:
         return self.credentials["AssumedRoleArn"]
 
 
-def create_database(stack: LocalStack, identifier: str, *, engine: str = "postgres", iam_auth: bool = True) -> dict[str, Any]:
+def create_database(
+    stack: LocalStack, identifier: str, *, engine: str = "postgres", iam_auth: bool = True
+) -> dict[str, Any]:
     rds = stack.client("rds")
     instance = rds.create_db_instance(
         DBInstanceIdentifier=identifier,
@@ -48,7 +51,11 @@ def create_role(stack: LocalStack, role_name: str, *, opted_in: bool = True, pat
     trust = {
         "Version": "2012-10-17",
         "Statement": [
-            {"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{stack.account_id}:root"}, "Action": "sts:AssumeRole"}
+            {
+                "Effect": "Allow",
+                "Principal": {"AWS": f"arn:aws:iam::{stack.account_id}:root"},
+                "Action": "sts:AssumeRole",
+            }
         ],
     }
     tags = [{"Key": OPT_IN_TAG, "Value": "true"}] if opted_in else []
