@@ -4,7 +4,7 @@ compensate, sweep, and refuse what is out of scope without touching IAM."""
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -249,3 +249,16 @@ def test_given_the_audit_trail_when_read_then_the_issued_document_is_recorded(
 
     assert issued[0].details["policy_document"]["Statement"][0]["Action"] == "rds-db:connect"
     assert json.dumps(issued[0].details)  # plain JSON, exportable
+
+
+def test_given_a_grant_at_exactly_its_expiry_second_when_the_sweeper_runs_then_it_is_revoked(
+    estate: Estate, orders: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # DateLessThan: at the instant the grant names, the policy no longer works; the sweeper agrees.
+    request_id = granted_request(estate)
+    grant = estate.deps.grants.get(request_id).grant
+    assert grant is not None
+    at_expiry = datetime.strptime(grant.expires_at, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    monkeypatch.setattr("accessctl.grants.utc_now", lambda: at_expiry)
+
+    assert sweep_expired_grants(estate.deps).revoked == [request_id]

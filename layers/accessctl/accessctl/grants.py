@@ -291,7 +291,7 @@ def sweep_expired_grants(deps: Dependencies, grace: timedelta = timedelta(second
     """
     report = SweepReport()
     cutoff = to_iso(utc_now() - grace)
-    for request in deps.grants.expired_active(before=cutoff):
+    for request in deps.grants.expired_active(now=cutoff):
         report.examined += 1
         try:
             revoke_grant(request.request_id, RevokeReason.SWEEP, "sweeper", deps)

@@ -93,11 +93,15 @@ class GrantsStore:
             values["failure"] = failure
         self._update(request_id, values)
 
-    def expired_active(self, before: str, page_size: int = 100) -> Iterator[AccessRequest]:
-        """Grants whose policy may still exist and whose expiry is before ``before`` (pages)."""
+    def expired_active(self, now: str, page_size: int = 100) -> Iterator[AccessRequest]:
+        """Grants whose policy may still exist and whose expiry is at or before ``now`` (pages).
+
+        At or before: the policy's condition is ``DateLessThan expires_at``, so a grant is dead
+        from the instant it names (timestamps are whole seconds).
+        """
         query: dict[str, Any] = {
             "IndexName": EXPIRY_INDEX,
-            "KeyConditionExpression": Key("active_shard").eq(ACTIVE_SHARD) & Key("expires_at").lt(before),
+            "KeyConditionExpression": Key("active_shard").eq(ACTIVE_SHARD) & Key("expires_at").lte(now),
             "Limit": page_size,
         }
         while True:

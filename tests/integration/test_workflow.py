@@ -1,0 +1,249 @@
+"""The real workflow on the local stack: template.yaml deployed into the emulator, the real ASL
+executing, the real handlers running, requests signed with SigV4 over HTTP."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from accessctl_client import AccessctlClient, AuthError, ValidationError
+from accessctl_local import LocalStack
+from accessctl_local.estate import (
+    Workload,
+    attached_policies,
+    audit_trail,
+    create_database,
+    grant_policies,
+    policy_document,
+    workload,
+)
+from tests.support.template import PROJECT_ROOT
+
+pytestmark = [pytest.mark.integration]
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[LocalStack]:
+    # Schedules are fired by the tests themselves, so a sweep never races an assertion.
+    with LocalStack.start(project_root=PROJECT_ROOT, run_schedules=False) as running:
+        create_database(running, "orders-demo")
+        yield running
+
+
+@pytest.fixture(scope="module")
+def orders(stack: LocalStack) -> Workload:
+    return workload(stack, "orders-service", session_name="orders-task-1")
+
+
+def wait_for(condition: Callable[[], Any], timeout: float, interval: float = 0.25) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s")
+
+
+def request_status(client: AccessctlClient, request_id: str) -> str:
+    return client.get_request(request_id).status
+
+
+def submit(client: AccessctlClient, minutes: int = 1, db_user: str = "app_rw", key: str | None = None) -> str:
+    return client.submit(
+        database="orders-demo",
+        db_user=db_user,
+        duration_minutes=minutes,
+        reason="integration test",
+        idempotency_key=key,
+    ).request_id
+
+
+def until_expired(expires_at: str) -> None:
+    expiry = datetime.strptime(expires_at, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    time.sleep(max(0.0, (expiry - datetime.now(UTC)).total_seconds()))
+
+
+def policy_arns(stack: LocalStack) -> set[str]:
+    return {policy["Arn"] for policy in grant_policies(stack)}
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_given_two_grants_when_one_workflow_is_stopped_then_expiry_and_the_sweeper_revoke_both(
+    stack: LocalStack, orders: Workload
+) -> None:
+    # Given two active grants, one of whose workflow is stopped mid-wait
+    by_workflow = orders.client.wait(submit(orders.client, key="wf-1"), timeout=30)
+    by_sweeper = orders.client.wait(submit(orders.client, key="wf-2"), timeout=30)
+    assert (by_workflow.status, by_sweeper.status) == ("ACTIVE", "ACTIVE")
+    assert by_workflow.grant is not None and by_sweeper.grant is not None
+    document = policy_document(stack, by_workflow.grant.policy_arn)
+    (statement,) = document["Statement"]
+    dbi = stack.client("rds").describe_db_instances(DBInstanceIdentifier="orders-demo")["DBInstances"][0]
+    assert statement["Action"] == "rds-db:connect"
+    assert statement["Resource"] == f"arn:aws:rds-db:us-east-1:{stack.account_id}:dbuser:{dbi['DbiResourceId']}/app_rw"
+    assert statement["Condition"] == {"DateLessThan": {"aws:CurrentTime": by_workflow.grant.expires_at}}
+    assert set(attached_policies(stack, "orders-service")) == {
+        by_workflow.grant.policy_arn,
+        by_sweeper.grant.policy_arn,
+    }
+    stack.client("stepfunctions").stop_execution(
+        executionArn=_execution_arn(stack, by_sweeper.request_id), error="Test", cause="stopped mid-wait"
+    )
+
+    # When both expire
+    until_expired(max(by_workflow.grant.expires_at, by_sweeper.grant.expires_at))
+
+    # Then the workflow revokes its own grant at expiry
+    wait_for(lambda: request_status(orders.client, by_workflow.request_id) == "REVOKED", timeout=30)
+    assert by_workflow.grant.policy_arn not in policy_arns(stack)
+    # and the stopped one is still there until the sweeper runs, which revokes it
+    assert request_status(orders.client, by_sweeper.request_id) == "ACTIVE"
+    assert by_sweeper.grant.policy_arn in policy_arns(stack)
+    sweep = stack.fire_schedule("SweepGrantsFunction")
+    assert not sweep.errored, sweep.payload
+    assert sweep.payload["revoked"] == [by_sweeper.request_id], sweep.payload
+    swept = orders.client.get_request(by_sweeper.request_id)
+    assert swept.status == "REVOKED"
+    assert swept.grant is not None and swept.grant.revoke_reason == "SWEEP"
+    assert attached_policies(stack, "orders-service") == []
+    assert policy_arns(stack) == set()
+    events = [row["event_type"] for row in audit_trail(stack, by_workflow.request_id)]
+    assert events == ["REQUEST_SUBMITTED", "REQUEST_DECIDED", "GRANT_ISSUED", "GRANT_REVOKED"]
+    swept_rows = audit_trail(stack, by_sweeper.request_id)
+    assert swept_rows[-1]["actor"] == "sweeper"
+
+
+def _execution_arn(stack: LocalStack, request_id: str) -> str:
+    machine = stack.resources["AccessRequestStateMachine"]
+    return machine.replace(":stateMachine:", ":execution:") + f":{request_id}"
+
+
+def test_given_a_db_user_no_rule_allows_when_requested_then_denied_with_the_reason_and_nothing_granted(
+    stack: LocalStack, orders: Workload
+) -> None:
+    before = policy_arns(stack)
+
+    view = orders.client.wait(submit(orders.client, db_user="app_admin"), timeout=30)
+
+    assert view.status == "DENIED"
+    assert view.decision is not None
+    assert "no access rule allows role orders-service to connect to orders-demo as app_admin" in view.decision.reason
+    assert policy_arns(stack) == before
+
+
+def test_given_the_same_idempotency_key_when_requested_twice_then_one_execution_and_one_grant(
+    stack: LocalStack, orders: Workload
+) -> None:
+    before = policy_arns(stack)
+
+    first = submit(orders.client, key="boot-dup")
+    second = submit(orders.client, key="boot-dup")
+    view = orders.client.wait(first, timeout=30)
+
+    assert first == second
+    assert view.status == "ACTIVE"
+    assert len(policy_arns(stack) - before) == 1
+    machine = stack.resources["AccessRequestStateMachine"]
+    executions = stack.client("stepfunctions").list_executions(stateMachineArn=machine)["executions"]
+    assert [e["name"] for e in executions].count(first) == 1
+    orders.client.revoke(first)
+
+
+def test_given_an_active_grant_when_revoked_early_then_the_policy_is_gone_and_the_workflow_stops(
+    stack: LocalStack, orders: Workload
+) -> None:
+    view = orders.client.wait(submit(orders.client, minutes=5, key="early"), timeout=30)
+    assert view.grant is not None
+
+    revoked = orders.client.revoke(view.request_id)
+
+    assert revoked.status == "REVOKED"
+    assert revoked.revoke_reason == "EARLY"
+    assert view.grant.policy_arn not in policy_arns(stack)
+    execution = stack.client("stepfunctions").describe_execution(executionArn=_execution_arn(stack, view.request_id))
+    assert execution["status"] == "ABORTED"
+    actors = [row["actor"] for row in audit_trail(stack, view.request_id) if row["event_type"] == "GRANT_REVOKED"]
+    assert actors == [orders.principal_arn]
+
+
+def test_given_attach_fails_after_the_policy_is_created_then_no_policy_is_left_and_the_request_failed(
+    stack: LocalStack, orders: Workload, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from moto.iam.exceptions import LimitExceededException
+    from moto.iam.models import IAMBackend
+
+    def role_is_full(self: IAMBackend, policy_arn: str, role_name: str) -> None:
+        raise LimitExceededException("Cannot exceed quota for PoliciesPerRole: 10")
+
+    # The emulator runs in this process: IAM refuses the attach that follows CreatePolicy.
+    monkeypatch.setattr(IAMBackend, "attach_role_policy", role_is_full)
+    before = policy_arns(stack)
+
+    view = orders.client.wait(submit(orders.client, key="attach-fails"), timeout=60)
+
+    assert view.status == "FAILED"
+    assert "PoliciesPerRole" in (view.raw.get("failure") or "")
+    assert policy_arns(stack) == before
+    events = [row["event_type"] for row in audit_trail(stack, view.request_id)]
+    assert events[-2:] == ["GRANT_COMPENSATED", "REQUEST_FAILED"]
+
+
+def test_given_a_role_without_the_opt_in_tag_when_it_requests_then_403_and_iam_is_unchanged(stack: LocalStack) -> None:
+    outsider = workload(stack, "batch-job", opted_in=False, session_name="batch-1")
+    before = policy_arns(stack)
+
+    with pytest.raises(AuthError, match="not enabled for accessctl"):
+        submit(outsider.client)
+
+    assert policy_arns(stack) == before
+    assert attached_policies(stack, "batch-job") == []
+
+
+@pytest.mark.parametrize(
+    "body_change",
+    [
+        {"db_user": "*"},
+        {"db_user": ".."},
+        {"database": "arn:aws:rds:us-east-1:210987654321:db:orders"},
+    ],
+    ids=["wildcard db user", "dotdot db user", "another account's ARN"],
+)
+def test_given_a_bad_request_over_http_when_submitted_then_422_and_nothing_changes(
+    stack: LocalStack, orders: Workload, body_change: dict[str, str]
+) -> None:
+    before = policy_arns(stack)
+    body = {"database": "orders-demo", "db_user": "app_rw", "duration_minutes": 1, "reason": "bad input test"}
+    body.update(body_change)
+
+    with pytest.raises(ValidationError):
+        orders.client.submit(
+            database=body["database"], db_user=body["db_user"], duration_minutes=1, reason=body["reason"]
+        )
+
+    assert policy_arns(stack) == before
+
+
+def test_given_an_unsigned_request_when_sent_then_the_api_refuses_it(stack: LocalStack) -> None:
+    import json
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(
+        f"{stack.api_url}/requests",
+        data=json.dumps(
+            {"database": "orders-demo", "db_user": "app_rw", "duration_minutes": 1, "reason": "x"}
+        ).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=10)
+
+    assert refused.value.code == 403
