@@ -82,9 +82,10 @@ class Estate:
 
 @pytest.fixture
 def estate(aws_environment: None) -> Iterator[Estate]:
+    from accessctl.audit import AuditLog
     from accessctl.config import Settings
     from accessctl.dependencies import Dependencies
-    from accessctl.store import AuditLog, GrantsStore
+    from accessctl.store import GrantsStore
 
     with mock_aws():
         session = boto3.session.Session(region_name=REGION)

@@ -7,9 +7,10 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
+from accessctl.audit import AuditLog
 from accessctl.aws import call, client, resource
 from accessctl.config import Settings, get_settings
-from accessctl.store import AuditLog, GrantsStore
+from accessctl.store import GrantsStore
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""DynamoDB access: the grants table (requests and their grants) and the append-only audit log.
+"""DynamoDB access to the grants table: requests and their grants.
 
 One item per request; the grant id is the request id. The sparse ``active_shard`` attribute is
 set while a grant's policy may exist (from just before it is created until IAM confirms it is
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import json
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,15 +17,7 @@ from botocore.exceptions import ClientError
 
 from accessctl.aws import error_code, transient_errors_surface
 from accessctl.errors import BadRequestError, ConflictError, NotFoundError
-from accessctl.models import (
-    AccessRequest,
-    AuditEvent,
-    AuditEventType,
-    Decision,
-    Grant,
-    RequestStatus,
-    precise_now,
-)
+from accessctl.models import AccessRequest, Decision, Grant, RequestStatus
 
 ACTIVE_SHARD = "ACTIVE"
 EXPIRY_INDEX = "ActiveByExpiry"
@@ -186,64 +177,8 @@ class GrantsStore:
             raise
 
 
-class AuditLog:
-    """Append-only: records are put once (conditional on absence) and never updated."""
-
-    def __init__(self, table: Any) -> None:
-        self._table = table
-
-    def append(
-        self,
-        event_type: AuditEventType,
-        *,
-        subject: str,
-        actor: str,
-        request: AccessRequest | None = None,
-        outcome: str | None = None,
-        reason: str | None = None,
-        details: dict[str, Any] | None = None,
-    ) -> AuditEvent:
-        event = AuditEvent(
-            event_id=str(uuid.uuid4()),
-            event_type=event_type,
-            at=precise_now(),
-            subject=subject,
-            actor=actor,
-            principal_arn=request.principal_arn if request else None,
-            database=request.database if request else None,
-            db_user=request.db_user if request else None,
-            outcome=outcome,
-            reason=reason,
-            details=details or {},
-        )
-        item = {
-            **_drop_none(event.model_dump(mode="json")),
-            "event_key": f"{event.at}#{event.event_id}",
-            "day": event.at[:10],
-            # Nested documents are stored as JSON text: DynamoDB rejects floats and empty keys.
-            "details": json.dumps(event.details, sort_keys=True),
-        }
-        with transient_errors_surface():
-            self._table.put_item(Item=item, ConditionExpression=Attr("event_key").not_exists())
-        return event
-
-    def for_subject(self, subject: str) -> list[AuditEvent]:
-        events: list[AuditEvent] = []
-        query: dict[str, Any] = {"KeyConditionExpression": Key("subject").eq(subject)}
-        while True:
-            with transient_errors_surface():
-                page = self._table.query(**query)
-            for item in page.get("Items", []):
-                item = dict(item)
-                item["details"] = json.loads(item.get("details") or "{}")
-                events.append(AuditEvent.model_validate(item))
-            if "LastEvaluatedKey" not in page:
-                return events
-            query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-
-
 def _to_item(request: AccessRequest) -> dict[str, Any]:
-    item = _drop_none(request.model_dump(mode="json"))
+    item = drop_none(request.model_dump(mode="json"))
     if request.grant is not None and request.status in (RequestStatus.GRANTING, RequestStatus.ACTIVE):
         item["active_shard"] = ACTIVE_SHARD
         item["expires_at"] = request.grant.expires_at
@@ -265,7 +200,7 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _drop_none(document: dict[str, Any]) -> dict[str, Any]:
+def drop_none(document: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in document.items() if value is not None}
 
 
