@@ -247,3 +247,44 @@ def test_given_an_unsigned_request_when_sent_then_the_api_refuses_it(stack: Loca
         urllib.request.urlopen(request, timeout=10)
 
     assert refused.value.code == 403
+
+
+def test_given_a_grant_tampered_by_hand_when_cloudtrail_reports_it_then_the_sweeper_removes_it(
+    stack: LocalStack, orders: Workload
+) -> None:
+    import json
+
+    from tests.support.events import load_event
+
+    view = orders.client.wait(submit(orders.client, minutes=5, key="tamper"), timeout=30)
+    assert view.grant is not None
+    widened = policy_document(stack, view.grant.policy_arn)
+    widened["Statement"][0].pop("Condition")
+    stack.client("iam").create_policy_version(
+        PolicyArn=view.grant.policy_arn, PolicyDocument=json.dumps(widened), SetAsDefault=True
+    )
+    event = load_event("cloudtrail_grant_policy_version.json")
+    event["detail"]["requestParameters"]["policyArn"] = view.grant.policy_arn
+
+    sweep = stack.invoke("SweepGrantsFunction", event)
+
+    assert not sweep.errored, sweep.payload
+    assert [finding["kind"] for finding in sweep.payload["findings"]] == ["tampered"]
+    assert view.grant.policy_arn not in policy_arns(stack)
+    revoked = orders.client.get_request(view.request_id)
+    assert (revoked.status, revoked.grant.revoke_reason if revoked.grant else None) == ("REVOKED", "TAMPERED")
+    reasons = [
+        row.get("reason", "") for row in audit_trail(stack, view.request_id) if row["event_type"] == "GRANT_TAMPERED"
+    ]
+    assert "DateLessThan" in reasons[0]
+
+
+def test_given_an_unrelated_iam_event_when_the_sweeper_gets_it_then_nothing_is_checked(stack: LocalStack) -> None:
+    from tests.support.events import load_event
+
+    event = load_event("cloudtrail_grant_policy_version.json")
+    event["detail"]["requestParameters"]["policyArn"] = f"arn:aws:iam::{stack.account_id}:policy/team/other"
+
+    sweep = stack.invoke("SweepGrantsFunction", event)
+
+    assert sweep.payload["examined"] == 0

@@ -171,6 +171,7 @@ _FINAL_STATUS = {
     RevokeReason.EXPIRED: RequestStatus.REVOKED,
     RevokeReason.EARLY: RequestStatus.REVOKED,
     RevokeReason.SWEEP: RequestStatus.REVOKED,
+    RevokeReason.TAMPERED: RequestStatus.REVOKED,
 }
 
 
@@ -182,7 +183,7 @@ def revoke_grant(request_id: str, reason: RevokeReason, actor: str, deps: Depend
     ):
         return Revocation(request_id=request_id, status="ALREADY_REVOKED")
     policy_arn = request.grant.policy_arn if request.grant else policy_arn_for(request_id, deps)
-    detached = _remove_policy(policy_arn, deps)
+    detached = remove_policy(policy_arn, deps)
     revoked_at = to_iso(utc_now())
     if request.grant is not None:
         grant = request.grant.model_copy(update={"revoked_at": revoked_at, "revoke_reason": reason})
@@ -210,7 +211,7 @@ def revoke_grant(request_id: str, reason: RevokeReason, actor: str, deps: Depend
     return Revocation(request_id=request_id, status="REVOKED", detached_from=detached)
 
 
-def _remove_policy(policy_arn: str, deps: Dependencies) -> list[str]:
+def remove_policy(policy_arn: str, deps: Dependencies) -> list[str]:
     """Detach from every role (the holder, and any it was tampered onto), then delete."""
     detached: list[str] = []
     try:

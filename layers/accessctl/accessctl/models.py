@@ -70,6 +70,7 @@ class RevokeReason(StrEnum):
     EARLY = "EARLY"  # DELETE /grants/{id}
     COMPENSATION = "COMPENSATION"  # a grant that failed half-way
     SWEEP = "SWEEP"  # backstop: past expiry and still active
+    TAMPERED = "TAMPERED"  # the policy in IAM no longer is the grant that was issued
 
 
 # ------------------------------------------------------------------ the API's input
@@ -186,6 +187,8 @@ class AuditEventType(StrEnum):
     GRANT_COMPENSATED = "GRANT_COMPENSATED"
     REQUEST_FAILED = "REQUEST_FAILED"
     REVOKE_FAILED = "REVOKE_FAILED"
+    GRANT_TAMPERED = "GRANT_TAMPERED"
+    ORPHAN_REMOVED = "ORPHAN_REMOVED"
 
 
 class AuditEvent(BaseModel):

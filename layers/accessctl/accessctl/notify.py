@@ -30,6 +30,10 @@ def summary(event: str, request: AccessRequest) -> str:
         return f"Access denied to {who} on {where}: {reason}."
     if event == "REVOKED":
         return f"Access revoked for {who} on {where}."
+    if event == "TAMPERED":
+        return f"Grant {request.request_id} for {who} on {where} was changed after issue and has been removed."
+    if event == "ORPHAN_REMOVED":
+        return f"A leftover grant policy for {who} on {where} was found and removed."
     return f"Access request {request.request_id} for {who} on {where} failed: {request.failure or 'see audit'}."
 
 
