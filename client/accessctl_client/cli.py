@@ -19,7 +19,7 @@ import botocore.session
 from .client import AccessctlClient, __version__
 from .duration import parse_duration
 from .errors import AccessctlError, WaitTimeoutError
-from .models import ACTIVE, DENIED, FAILED, REVOKED, GrantRecord, RequestView
+from .models import DENIED, FAILED, GRANTED_STATUSES, REVOKED, GrantRecord, RequestView
 
 EXIT_OK, EXIT_ERROR, EXIT_DENIED, EXIT_FAILED, EXIT_TIMEOUT = 0, 1, 2, 3, 4
 PRINT_CHOICES = ("token", "url", "env", "json")
@@ -204,7 +204,7 @@ def _await(client: AccessctlClient, request_id: str, args: argparse.Namespace) -
 
 def _finish(client: AccessctlClient, view: RequestView, args: argparse.Namespace) -> int:
     """Print a request's outcome and map it to an exit code."""
-    if view.status == ACTIVE:
+    if view.status in GRANTED_STATUSES:
         if args.print_as:
             _out(_credentials(client, view, args.print_as, args.dbname))
         else:

@@ -11,9 +11,13 @@ from dataclasses import dataclass, field
 from typing import Any, Self
 
 PENDING, DENIED, GRANTING, ACTIVE, REVOKED, FAILED = "PENDING", "DENIED", "GRANTING", "ACTIVE", "REVOKED", "FAILED"
+#: Allowed, and served by extending the caller's active grant on the same database user.
+EXTENDED = "EXTENDED"
+#: Statuses in which the caller holds access (connection details are present).
+GRANTED_STATUSES = frozenset({ACTIVE, EXTENDED})
 #: Statuses after which a request never changes again (ACTIVE does later become REVOKED, but it is the
 #: outcome a waiter waits for).
-TERMINAL_STATUSES = frozenset({ACTIVE, DENIED, FAILED, REVOKED})
+TERMINAL_STATUSES = frozenset({ACTIVE, EXTENDED, DENIED, FAILED, REVOKED})
 
 
 class _FromDict:
@@ -68,7 +72,7 @@ class RequestGrant(_FromDict):
 
 @dataclass(frozen=True)
 class Connection(_FromDict):
-    """Where and as whom to connect; present only while the request is ACTIVE."""
+    """Where and as whom to connect; present only while the request is ACTIVE (or EXTENDED)."""
 
     host: str
     port: int
@@ -117,7 +121,7 @@ class RequestView(_FromDict):
     @property
     def granted(self) -> bool:
         """True when access is active and connection details are available."""
-        return self.status == ACTIVE and self.connection is not None
+        return self.status in GRANTED_STATUSES and self.connection is not None
 
 
 @dataclass(frozen=True)

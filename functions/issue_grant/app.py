@@ -16,4 +16,6 @@ from accessctl.observability import logger, metrics, tracer
 @tracer.capture_lambda_handler(capture_response=False)
 @event_parser(model=StepInput)
 def lambda_handler(event: StepInput, context: LambdaContext) -> dict[str, Any]:
-    return issue_grant(event.request_id, default_dependencies()).model_dump(mode="json")
+    grant = issue_grant(event.request_id, default_dependencies())
+    # A grant with another id is the caller's active grant, extended: this workflow ends here.
+    return {**grant.model_dump(mode="json"), "extended": grant.grant_id != event.request_id}

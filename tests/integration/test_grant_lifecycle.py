@@ -21,6 +21,7 @@ from accessctl.models import (
     Outcome,
     RequestStatus,
     RevokeReason,
+    to_iso,
     utc_now,
 )
 from accessctl.principals import resolve_caller
@@ -65,8 +66,14 @@ def orders(estate: Estate) -> dict[str, Any]:
     return estate.postgres("orders-prod")
 
 
-def granted_request(estate: Estate) -> str:
-    answer = submit_request(submission(), caller_for(estate, "orders-service"), estate.deps)
+def after_expiry(monkeypatch: pytest.MonkeyPatch, minutes: int = 11) -> None:
+    """Move the grants module's clock past the 10-minute grants these tests make."""
+    later = utc_now() + timedelta(minutes=minutes)
+    monkeypatch.setattr("accessctl.grants.utc_now", lambda: later)
+
+
+def granted_request(estate: Estate, reason: str = "service startup") -> str:
+    answer = submit_request(submission(reason=reason), caller_for(estate, "orders-service"), estate.deps)
     assert evaluate_request(answer.request_id, RULES, estate.deps).outcome == Outcome.ALLOW
     issue_grant(answer.request_id, estate.deps)
     return answer.request_id
@@ -113,9 +120,10 @@ def test_given_a_same_key_resubmission_when_submitted_then_the_same_request_is_r
 
 
 def test_given_a_grant_when_revoked_then_the_policy_is_gone_and_it_is_audited(
-    estate: Estate, orders: dict[str, Any]
+    estate: Estate, orders: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     request_id = granted_request(estate)
+    after_expiry(monkeypatch)
 
     revocation = revoke_grant(request_id, RevokeReason.EXPIRED, "workflow", estate.deps)
 
@@ -135,9 +143,10 @@ def test_given_a_grant_when_revoked_then_the_policy_is_gone_and_it_is_audited(
 
 
 def test_given_a_revoked_grant_when_revoked_again_then_it_counts_as_revoked(
-    estate: Estate, orders: dict[str, Any]
+    estate: Estate, orders: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     request_id = granted_request(estate)
+    after_expiry(monkeypatch)
     revoke_grant(request_id, RevokeReason.EXPIRED, "workflow", estate.deps)
 
     assert revoke_grant(request_id, RevokeReason.SWEEP, "sweeper", estate.deps).status == "ALREADY_REVOKED"
@@ -262,3 +271,80 @@ def test_given_a_grant_at_exactly_its_expiry_second_when_the_sweeper_runs_then_i
     monkeypatch.setattr("accessctl.grants.utc_now", lambda: at_expiry)
 
     assert sweep_expired_grants(estate.deps).revoked == [request_id]
+
+
+def test_given_an_active_grant_when_the_same_role_asks_again_then_that_grant_is_extended_not_duplicated(
+    estate: Estate, orders: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = granted_request(estate)
+    original = estate.deps.grants.get(first).grant
+    assert original is not None
+    later = utc_now() + timedelta(minutes=5)
+    monkeypatch.setattr("accessctl.grants.utc_now", lambda: later)
+
+    second = granted_request(estate, reason="second start")
+
+    (policy,) = estate.grant_policies()
+    extended = estate.deps.grants.get(first).grant
+    assert extended is not None
+    assert extended.expires_at == to_iso(later + timedelta(minutes=10))
+    assert extended.extended_by == [second]
+    follow_up = estate.deps.grants.get(second)
+    assert (follow_up.status, follow_up.extends) == (RequestStatus.EXTENDED, first)
+    iam = estate.session.client("iam")
+    versions = iam.list_policy_versions(PolicyArn=policy["Arn"])["Versions"]
+    assert len(versions) == 1  # one version per grant, whatever the number of extensions
+    document = iam.get_policy_version(PolicyArn=policy["Arn"], VersionId=versions[0]["VersionId"])["PolicyVersion"]
+    assert grant_policy_problems(document["Document"], original.resource_arn, extended.expires_at) == []
+
+
+def test_given_an_extended_grant_when_its_first_expiry_passes_then_revoke_waits_for_the_new_one(
+    estate: Estate, orders: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = granted_request(estate)
+    monkeypatch.setattr("accessctl.grants.utc_now", lambda: utc_now() + timedelta(minutes=5))
+    granted_request(estate, reason="second start")
+    extended = estate.deps.grants.get(first).grant
+    assert extended is not None
+
+    revocation = revoke_grant(first, RevokeReason.EXPIRED, "workflow", estate.deps)
+
+    assert (revocation.status, revocation.expires_at) == ("EXTENDED", extended.expires_at)
+    assert len(estate.grant_policies()) == 1
+
+
+def test_given_many_extensions_when_each_is_made_then_iams_five_version_limit_is_never_reached(
+    estate: Estate, orders: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = granted_request(estate)
+    for minutes in range(1, 8):
+        moment = utc_now() + timedelta(minutes=minutes)
+        monkeypatch.setattr("accessctl.grants.utc_now", lambda moment=moment: moment)
+        granted_request(estate, reason=f"restart {minutes}")
+
+    record = estate.deps.grants.get(first)
+    assert record.grant is not None and len(record.grant.extended_by) == 7
+    (policy,) = estate.grant_policies()
+    assert len(estate.session.client("iam").list_policy_versions(PolicyArn=policy["Arn"])["Versions"]) == 1
+
+
+def test_given_a_role_at_its_managed_policy_quota_when_granting_then_refused_before_any_change(
+    estate: Estate, orders: dict[str, Any]
+) -> None:
+    from accessctl.errors import QuotaExceededError
+
+    iam = estate.session.client("iam")
+    for index in range(10):
+        arn = iam.create_policy(PolicyName=f"team-{index}", PolicyDocument=json.dumps(_READ_ONLY))["Policy"]["Arn"]
+        iam.attach_role_policy(RoleName="orders-service", PolicyArn=arn)
+    answer = submit_request(submission(), caller_for(estate, "orders-service"), estate.deps)
+    evaluate_request(answer.request_id, RULES, estate.deps)
+
+    with pytest.raises(QuotaExceededError, match="already has 10 managed policies"):
+        issue_grant(answer.request_id, estate.deps)
+
+    assert estate.grant_policies() == []
+    assert estate.deps.grants.get(answer.request_id).grant is None
+
+
+_READ_ONLY = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:ListBucket", "Resource": "*"}]}

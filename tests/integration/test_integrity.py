@@ -13,7 +13,7 @@ from accessctl.grants import revoke_grant
 from accessctl.integrity import check_policies, sweep_integrity
 from accessctl.models import AuditEventType, RequestStatus, RevokeReason
 from tests.conftest import Estate
-from tests.integration.test_grant_lifecycle import granted_request
+from tests.integration.test_grant_lifecycle import after_expiry, granted_request
 
 
 @pytest.fixture
@@ -110,11 +110,12 @@ def test_given_a_policy_under_the_grants_path_without_a_record_when_swept_then_i
 
 
 def test_given_a_revoked_record_whose_policy_reappeared_when_swept_then_it_is_an_orphan(
-    estate: Estate, grant: str
+    estate: Estate, grant: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     record = estate.deps.grants.get(grant)
     assert record.grant is not None
-    revoke_grant(grant, RevokeReason.EXPIRED, "workflow", estate.deps)
+    after_expiry(monkeypatch)
+    assert revoke_grant(grant, RevokeReason.EXPIRED, "workflow", estate.deps).status == "REVOKED"
     document = build_grant_policy(record.grant.resource_arn, record.grant.expires_at)
     estate.session.client("iam").create_policy(
         PolicyName=record.grant.policy_name, Path=estate.deps.settings.grants_path, PolicyDocument=json.dumps(document)

@@ -39,6 +39,15 @@ def orders(stack: LocalStack) -> Workload:
     return workload(stack, "orders-service", session_name="orders-task-1")
 
 
+@pytest.fixture(autouse=True)
+def no_grant_outlives_its_test(stack: LocalStack) -> Iterator[None]:
+    """Each test starts with no live grant: a live one would be extended by the next request."""
+    yield
+    for policy in grant_policies(stack):
+        grant_id = policy["PolicyName"].removeprefix("accessctl-grant-")
+        stack.invoke("RevokeGrantFunction", {"request_id": grant_id, "reason": "EARLY", "actor": "test-cleanup"})
+
+
 def wait_for(condition: Callable[[], Any], timeout: float, interval: float = 0.25) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -77,9 +86,10 @@ def policy_arns(stack: LocalStack) -> set[str]:
 def test_given_two_grants_when_one_workflow_is_stopped_then_expiry_and_the_sweeper_revoke_both(
     stack: LocalStack, orders: Workload
 ) -> None:
-    # Given two active grants, one of whose workflow is stopped mid-wait
+    # Given two active grants (two roles), one of whose workflow is stopped mid-wait
+    support = workload(stack, "support-engineer", session_name="alice")
     by_workflow = orders.client.wait(submit(orders.client, key="wf-1"), timeout=30)
-    by_sweeper = orders.client.wait(submit(orders.client, key="wf-2"), timeout=30)
+    by_sweeper = support.client.wait(submit(support.client, db_user="app_ro", key="wf-2"), timeout=30)
     assert (by_workflow.status, by_sweeper.status) == ("ACTIVE", "ACTIVE")
     assert by_workflow.grant is not None and by_sweeper.grant is not None
     document = policy_document(stack, by_workflow.grant.policy_arn)
@@ -88,10 +98,8 @@ def test_given_two_grants_when_one_workflow_is_stopped_then_expiry_and_the_sweep
     assert statement["Action"] == "rds-db:connect"
     assert statement["Resource"] == f"arn:aws:rds-db:us-east-1:{stack.account_id}:dbuser:{dbi['DbiResourceId']}/app_rw"
     assert statement["Condition"] == {"DateLessThan": {"aws:CurrentTime": by_workflow.grant.expires_at}}
-    assert set(attached_policies(stack, "orders-service")) == {
-        by_workflow.grant.policy_arn,
-        by_sweeper.grant.policy_arn,
-    }
+    assert attached_policies(stack, "orders-service") == [by_workflow.grant.policy_arn]
+    assert attached_policies(stack, "support-engineer") == [by_sweeper.grant.policy_arn]
     stack.client("stepfunctions").stop_execution(
         executionArn=_execution_arn(stack, by_sweeper.request_id), error="Test", cause="stopped mid-wait"
     )
@@ -103,15 +111,16 @@ def test_given_two_grants_when_one_workflow_is_stopped_then_expiry_and_the_sweep
     wait_for(lambda: request_status(orders.client, by_workflow.request_id) == "REVOKED", timeout=30)
     assert by_workflow.grant.policy_arn not in policy_arns(stack)
     # and the stopped one is still there until the sweeper runs, which revokes it
-    assert request_status(orders.client, by_sweeper.request_id) == "ACTIVE"
+    assert request_status(support.client, by_sweeper.request_id) == "ACTIVE"
     assert by_sweeper.grant.policy_arn in policy_arns(stack)
-    sweep = stack.fire_schedule("SweepGrantsFunction")
+    sweep = stack.fire_schedule("SweepGrantsFunctionSweep")
     assert not sweep.errored, sweep.payload
     assert sweep.payload["revoked"] == [by_sweeper.request_id], sweep.payload
-    swept = orders.client.get_request(by_sweeper.request_id)
+    swept = support.client.get_request(by_sweeper.request_id)
     assert swept.status == "REVOKED"
     assert swept.grant is not None and swept.grant.revoke_reason == "SWEEP"
     assert attached_policies(stack, "orders-service") == []
+    assert attached_policies(stack, "support-engineer") == []
     assert policy_arns(stack) == set()
     events = [row["event_type"] for row in audit_trail(stack, by_workflow.request_id)]
     assert events == ["REQUEST_SUBMITTED", "REQUEST_DECIDED", "GRANT_ISSUED", "GRANT_REVOKED"]
@@ -288,3 +297,37 @@ def test_given_an_unrelated_iam_event_when_the_sweeper_gets_it_then_nothing_is_c
     sweep = stack.invoke("SweepGrantsFunction", event)
 
     assert sweep.payload["examined"] == 0
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_given_an_active_grant_when_the_workload_asks_again_then_one_policy_is_extended_and_revoked_once(
+    stack: LocalStack, orders: Workload
+) -> None:
+    # Given an active one-minute grant
+    first = orders.client.wait(submit(orders.client, minutes=1, key="overlap-1"), timeout=30)
+    assert first.grant is not None
+    time.sleep(20)
+
+    # When the same role asks again for the same database user
+    second = orders.client.wait(submit(orders.client, minutes=1, key="overlap-2"), timeout=30)
+
+    # Then the first grant is extended in place: one policy, one version, a later expiry
+    assert second.status == "EXTENDED"
+    assert second.raw["extends"] == first.request_id
+    extended = orders.client.get_request(first.request_id).grant
+    assert extended is not None and extended.expires_at > first.grant.expires_at
+    assert attached_policies(stack, "orders-service") == [first.grant.policy_arn]
+    assert policy_document(stack, first.grant.policy_arn)["Statement"][0]["Condition"] == {
+        "DateLessThan": {"aws:CurrentTime": extended.expires_at}
+    }
+    # and the first workflow, waking at the old expiry, waits again instead of revoking
+    until_expired(first.grant.expires_at)
+    time.sleep(3)
+    assert request_status(orders.client, first.request_id) == "ACTIVE"
+    assert first.grant.policy_arn in policy_arns(stack)
+    until_expired(extended.expires_at)
+    wait_for(lambda: request_status(orders.client, first.request_id) == "REVOKED", timeout=30)
+    assert first.grant.policy_arn not in policy_arns(stack)
+    revocations = [row for row in audit_trail(stack, first.request_id) if row["event_type"] == "GRANT_REVOKED"]
+    assert len(revocations) == 1

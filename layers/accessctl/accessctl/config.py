@@ -19,6 +19,8 @@ class Settings(BaseModel):
     opt_in_tag_key: str = "accessctl-grantable"
     admin_role_arns: str = ""
     max_grant_minutes: int = Field(default=720, ge=1, le=720)
+    # IAM's default quota of managed policies per role; raise it here if the account's is raised.
+    role_policy_quota: int = Field(default=10, ge=1, le=20)
 
     idempotency_table: str | None = None
     state_machine_arn: str | None = None

@@ -41,3 +41,9 @@ class TransientError(AccessctlError):
     """Throttling or a passing AWS fault: the caller (or the state machine) should retry."""
 
     status_code = 503
+
+
+class QuotaExceededError(AccessctlError):
+    """An IAM quota would be exceeded; refused before any change is made."""
+
+    status_code = 409

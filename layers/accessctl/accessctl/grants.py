@@ -24,7 +24,7 @@ from accessctl.access_rules import AccessRules, decide
 from accessctl.aws import call, error_code
 from accessctl.databases import describe_database
 from accessctl.dependencies import Dependencies
-from accessctl.errors import AccessctlError, ConflictError, ForbiddenError, UnsafeGrantError
+from accessctl.errors import AccessctlError, ConflictError, ForbiddenError, QuotaExceededError, UnsafeGrantError
 from accessctl.grant_policy import (
     build_grant_policy,
     check_grant_policy,
@@ -93,6 +93,11 @@ def issue_grant(request_id: str, deps: Dependencies) -> Grant:
     if not role.is_opted_in(deps.settings.opt_in_tag_key) or role.arn != request.role_arn:
         raise ForbiddenError(f"role {request.role_name} is no longer enabled for accessctl")
 
+    if request.grant is None:
+        active = deps.grants.active_grants_for(request.role_arn, request.database, request.db_user)
+        if active:
+            return extend_grant(active[0], request, decision, deps)
+        _check_role_policy_quota(request.role_name, deps)
     grant = request.grant or _new_grant(request, decision, deps)
     document = build_grant_policy(grant.resource_arn, grant.expires_at)
     deps.grants.record_granting(request_id, grant)
@@ -111,6 +116,65 @@ def issue_grant(request_id: str, deps: Dependencies) -> Grant:
     metrics.add_metric(name="GrantsIssued", unit="Count", value=1)
     logger.info("grant issued", extra={"request_id": request_id, "expires_at": grant.expires_at})
     return grant
+
+
+def _check_role_policy_quota(role_name: str, deps: Dependencies) -> None:
+    """Refuse before any IAM change if the role cannot take one more managed policy."""
+    paginator = deps.iam.get_paginator("list_attached_role_policies")
+    attached = sum(len(page["AttachedPolicies"]) for page in paginator.paginate(RoleName=role_name))
+    quota = deps.settings.role_policy_quota
+    if attached >= quota:
+        raise QuotaExceededError(
+            f"role {role_name} already has {attached} managed policies attached (IAM quota {quota}); "
+            "no grant was made - detach a policy or raise the quota (ROLE_POLICY_QUOTA)"
+        )
+
+
+def extend_grant(existing: AccessRequest, request: AccessRequest, decision: Decision, deps: Dependencies) -> Grant:
+    """Serve ``request`` by moving ``existing``'s expiry later, never with a second policy.
+
+    The new expiry is recorded first (the index never under-states a live policy), then the
+    policy gets a new default version and the old version is deleted, so a grant keeps one
+    version (IAM allows five). The original workflow's wait re-targets when it wakes (the revoke
+    step answers EXTENDED with the new expiry).
+    """
+    assert existing.grant is not None and decision.granted_minutes is not None
+    wanted = grant_expiry(utc_now(), decision.granted_minutes)
+    expires_at = max(wanted, existing.grant.expires_at)
+    if expires_at != existing.grant.expires_at:
+        deps.grants.record_extension(existing.request_id, expires_at, extended_by=request.request_id)
+        document = build_grant_policy(existing.grant.resource_arn, expires_at)
+        _replace_policy_document(existing.grant.policy_arn, document, deps)
+    grant = existing.grant.model_copy(update={"expires_at": expires_at})
+    deps.grants.record_extended(request.request_id, grant, extends=existing.request_id)
+    for subject in (existing.request_id, request.request_id):
+        deps.audit.append(
+            AuditEventType.GRANT_EXTENDED,
+            subject=subject,
+            actor="workflow",
+            request=request,
+            outcome="EXTENDED",
+            reason=decision.reason,
+            details={
+                "grant_id": existing.request_id,
+                "extended_by": request.request_id,
+                "previous_expires_at": existing.grant.expires_at,
+                "expires_at": expires_at,
+            },
+        )
+    metrics.add_metric(name="GrantsExtended", unit="Count", value=1)
+    return grant
+
+
+def _replace_policy_document(policy_arn: str, document: dict[str, Any], deps: Dependencies) -> None:
+    versions = call(deps.iam.list_policy_versions, PolicyArn=policy_arn)["Versions"]
+    for version in versions:
+        if not version["IsDefaultVersion"]:
+            _ignore_missing(deps.iam.delete_policy_version, PolicyArn=policy_arn, VersionId=version["VersionId"])
+    previous = [version["VersionId"] for version in versions if version["IsDefaultVersion"]]
+    call(deps.iam.create_policy_version, PolicyArn=policy_arn, PolicyDocument=json.dumps(document), SetAsDefault=True)
+    for version_id in previous:
+        _ignore_missing(deps.iam.delete_policy_version, PolicyArn=policy_arn, VersionId=version_id)
 
 
 def _new_grant(request: AccessRequest, decision: Decision, deps: Dependencies) -> Grant:
@@ -162,8 +226,9 @@ def current_policy_document(policy_arn: str, deps: Dependencies) -> dict[str, An
 @dataclass
 class Revocation:
     request_id: str
-    status: str
+    status: str  # REVOKED | ALREADY_REVOKED | EXTENDED (not yet due: wait until expires_at)
     detached_from: list[str] = field(default_factory=list)
+    expires_at: str | None = None
 
 
 _FINAL_STATUS = {
@@ -182,6 +247,11 @@ def revoke_grant(request_id: str, reason: RevokeReason, actor: str, deps: Depend
         request.status == RequestStatus.FAILED and request.grant is None
     ):
         return Revocation(request_id=request_id, status="ALREADY_REVOKED")
+    if request.status == RequestStatus.EXTENDED:
+        # Holds no policy of its own; the grant it extended is revoked through its own record.
+        return Revocation(request_id=request_id, status="ALREADY_REVOKED")
+    if reason == RevokeReason.EXPIRED and request.grant is not None and request.grant.expires_at > to_iso(utc_now()):
+        return Revocation(request_id=request_id, status="EXTENDED", expires_at=request.grant.expires_at)
     policy_arn = request.grant.policy_arn if request.grant else policy_arn_for(request_id, deps)
     detached = remove_policy(policy_arn, deps)
     revoked_at = to_iso(utc_now())

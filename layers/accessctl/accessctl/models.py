@@ -58,6 +58,7 @@ class RequestStatus(StrEnum):
     ACTIVE = "ACTIVE"
     REVOKED = "REVOKED"
     FAILED = "FAILED"  # no grant was made (or a half-made one was removed)
+    EXTENDED = "EXTENDED"  # allowed, and served by extending the caller's active grant (see extends)
 
 
 class Outcome(StrEnum):
@@ -142,6 +143,7 @@ class Grant(BaseModel):
     expires_at: str
     revoked_at: str | None = None
     revoke_reason: RevokeReason | None = None
+    extended_by: list[str] = Field(default_factory=list)  # later requests that moved the expiry
 
 
 class AccessRequest(BaseModel):
@@ -162,6 +164,7 @@ class AccessRequest(BaseModel):
     execution_arn: str | None = None
     decision: Decision | None = None
     grant: Grant | None = None
+    extends: str | None = None  # for EXTENDED: the request whose grant this one extended
     failure: str | None = None
 
 
@@ -187,6 +190,10 @@ class AuditEventType(StrEnum):
     GRANT_COMPENSATED = "GRANT_COMPENSATED"
     REQUEST_FAILED = "REQUEST_FAILED"
     REVOKE_FAILED = "REVOKE_FAILED"
+    REMEDIATION_FINDING = "REMEDIATION_FINDING"  # drift found (reported or exempt)
+    REMEDIATION_APPLIED = "REMEDIATION_APPLIED"  # drift fixed
+    REMEDIATION_FAILED = "REMEDIATION_FAILED"  # a fix that did not apply
+    GRANT_EXTENDED = "GRANT_EXTENDED"
     GRANT_TAMPERED = "GRANT_TAMPERED"
     ORPHAN_REMOVED = "ORPHAN_REMOVED"
 
@@ -225,6 +232,7 @@ class RequestView(BaseModel):
     requested_at: str
     decision: Decision | None = None
     grant: Grant | None = None
+    extends: str | None = None
     connection: dict[str, Any] | None = None
     failure: str | None = None
 
@@ -232,7 +240,7 @@ class RequestView(BaseModel):
     def of(cls, request: AccessRequest) -> RequestView:
         connection = None
         target = request.decision.target if request.decision else None
-        if target is not None and request.status == RequestStatus.ACTIVE:
+        if target is not None and request.status in (RequestStatus.ACTIVE, RequestStatus.EXTENDED):
             connection = {
                 "host": target.host,
                 "port": target.port,
@@ -252,6 +260,7 @@ class RequestView(BaseModel):
             requested_at=request.requested_at,
             decision=request.decision,
             grant=request.grant,
+            extends=request.extends,
             connection=connection,
             failure=request.failure,
         )
@@ -301,7 +310,7 @@ class RevokeInput(StepInput):
 
 
 class NotifyInput(StepInput):
-    event: Literal["GRANTED", "DENIED", "REVOKED", "FAILED"]
+    event: Literal["GRANTED", "EXTENDED", "DENIED", "REVOKED", "FAILED"]
 
 
 class StepError(BaseModel):

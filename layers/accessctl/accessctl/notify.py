@@ -13,7 +13,7 @@ from accessctl.aws import call
 from accessctl.models import AccessRequest
 from accessctl.observability import logger
 
-NOTIFY_EVENTS = ("GRANTED", "DENIED", "REVOKED", "FAILED")
+NOTIFY_EVENTS = ("GRANTED", "EXTENDED", "DENIED", "REVOKED", "FAILED")
 
 
 class Notifier(Protocol):
@@ -25,6 +25,8 @@ def summary(event: str, request: AccessRequest) -> str:
     where = f"{request.database} as {request.db_user}"
     if event == "GRANTED" and request.grant is not None:
         return f"Access granted to {who} on {where} until {request.grant.expires_at}."
+    if event == "EXTENDED" and request.grant is not None:
+        return f"Access for {who} on {where} extended until {request.grant.expires_at} (grant {request.extends})."
     if event == "DENIED":
         reason = request.decision.reason if request.decision else "no decision recorded"
         return f"Access denied to {who} on {where}: {reason}."

@@ -70,6 +70,40 @@ class GrantsStore:
     def record_active(self, request_id: str) -> None:
         self._update(request_id, {"status": RequestStatus.ACTIVE.value}, expected_status=(RequestStatus.GRANTING,))
 
+    def record_extension(self, request_id: str, expires_at: str, extended_by: str) -> None:
+        """Move a live grant's expiry later (before IAM is changed: the index never under-states it)."""
+        self._update(
+            request_id,
+            {"expires_at": expires_at, "grant.expires_at": expires_at},
+            append={"grant.extended_by": extended_by},
+            expected_status=(RequestStatus.ACTIVE,),
+        )
+
+    def record_extended(self, request_id: str, grant: Grant, extends: str) -> None:
+        """This request was served by extending ``extends``'s grant; it holds no policy of its own."""
+        self._update(
+            request_id,
+            {"status": RequestStatus.EXTENDED.value, "grant": grant.model_dump(mode="json"), "extends": extends},
+            expected_status=(RequestStatus.PENDING,),
+        )
+
+    def active_grants_for(self, role_arn: str, database: str, db_user: str) -> list[AccessRequest]:
+        """The role's live grants on this database user (one Query on the role index)."""
+        condition = Attr("status").eq(RequestStatus.ACTIVE.value) & Attr("database").eq(database)
+        query: dict[str, Any] = {
+            "IndexName": ROLE_INDEX,
+            "KeyConditionExpression": Key("role_arn").eq(role_arn),
+            "FilterExpression": condition & Attr("db_user").eq(db_user),
+        }
+        found: list[AccessRequest] = []
+        while True:
+            with transient_errors_surface():
+                page = self._table.query(**query)
+            found += [_from_item(item) for item in page.get("Items", [])]
+            if "LastEvaluatedKey" not in page:
+                return found
+            query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
     def record_revoked(self, request: AccessRequest, grant: Grant, *, final_status: RequestStatus) -> None:
         """IAM has confirmed the policy is gone: leave the expiry index."""
         self._update(
@@ -148,12 +182,25 @@ class GrantsStore:
         values: dict[str, Any],
         *,
         remove: tuple[str, ...] = (),
+        append: dict[str, Any] | None = None,
         expected_status: tuple[RequestStatus, ...] = (),
     ) -> None:
         # "#u"/":u" placeholders: boto3's condition builder uses "#n"/":v" for its own.
-        names = {f"#u{index}": name for index, name in enumerate(values)}
-        placeholders = {f":u{index}": value for index, value in enumerate(values.values())}
-        expression = "SET " + ", ".join(f"#u{index} = :u{index}" for index in range(len(values)))
+        # A dotted name ("grant.expires_at") is a path into a map: one placeholder per part.
+        names: dict[str, str] = {}
+        placeholders: dict[str, Any] = {}
+        assignments = []
+        for index, (name, value) in enumerate({**values, **(append or {})}.items()):
+            path = ".".join(f"#u{index}p{part}" for part in range(len(name.split("."))))
+            names.update({f"#u{index}p{part}": piece for part, piece in enumerate(name.split("."))})
+            if append and name in append and index >= len(values):
+                placeholders[f":u{index}"] = [value]
+                placeholders[":empty"] = []
+                assignments.append(f"{path} = list_append(if_not_exists({path}, :empty), :u{index})")
+            else:
+                placeholders[f":u{index}"] = value
+                assignments.append(f"{path} = :u{index}")
+        expression = "SET " + ", ".join(assignments)
         if remove:
             names.update({f"#r{index}": name for index, name in enumerate(remove)})
             expression += " REMOVE " + ", ".join(f"#r{index}" for index in range(len(remove)))
