@@ -5,7 +5,7 @@
     with LocalStack.start("/path/to/project") as stack:
         stack.api_url, stack.endpoint_url, stack.outputs, stack.resources
         stack.session(), stack.client("dynamodb")
-        stack.fire_schedule("SweepGrantsFunction")
+        stack.fire_schedule("SweepGrantsFunctionSweep")
         stack.inject_failure("IssueGrantFunction", TransientError("boom"), times=2)
         stack.api_call_counts()
 

@@ -70,12 +70,12 @@ def main(argv: list[str] | None = None) -> int:
         run_schedules=not args.no_schedules,
         schedule_interval=args.schedule_interval,
     ) as stack:
+        # From here Ctrl-C only asks to stop: a KeyboardInterrupt raised mid-print would skip the
+        # clean shutdown (the stack's own exit) and end the process with a traceback.
+        signal.signal(signal.SIGINT, lambda *_: stop.set())
         print(stack.describe(), flush=True)
         print("\nServing; Ctrl-C to stop.", flush=True)
-        try:
-            while not stop.wait(1.0):
-                pass
-        except KeyboardInterrupt:
+        while not stop.wait(1.0):
             pass
         print("Stopping...", file=sys.stderr, flush=True)
     return 0
