@@ -46,7 +46,7 @@ export UV_NO_PROGRESS := 1
 export SAM_CLI_TELEMETRY := 0
 SAM_ENV := AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1} AWS_REGION=$${AWS_REGION:-$${AWS_DEFAULT_REGION:-us-east-1}}
 
-.PHONY: help install sam-install lock lock-upgrade test lint format typecheck validate build build-check \
+.PHONY: help install sam-install lock lock-upgrade test lint format typecheck validate policy build build-check \
 	pytest openapi demo stack bench clean distclean
 
 help: ## List the targets
@@ -86,15 +86,19 @@ lock-upgrade: ## Re-resolve all lock files to the newest allowed versions
 
 # ------------------------------------------------------------------ checks
 
-test: ## THE test command: install, then lint, typecheck, validate, build-check and pytest
+test: ## THE test command: install, then lint, typecheck, validate, policy, build-check and pytest
 	$(MAKE) --no-print-directory install sam-install
 	@failed=""; \
-	for step in lint typecheck validate build-check pytest; do \
+	for step in lint typecheck validate policy build-check pytest; do \
 		echo "==> make $$step"; \
 		$(MAKE) --no-print-directory $$step || failed="$$failed $$step"; \
 	done; \
 	if [[ -n "$$failed" ]]; then echo "make test: FAILED:$$failed" >&2; exit 1; fi; \
 	echo "make test: every step passed"
+
+policy: install ## Validate the Cedar policies and run their example table (policies/tests.yaml)
+	PYTHONPATH=layers/accessctl $(BIN)/python -m accessctl.policy.tool validate policies
+	PYTHONPATH=layers/accessctl $(BIN)/python -m accessctl.policy.tool test policies
 
 lint: install ## ruff check + ruff format --check
 	$(BIN)/ruff check $(PY_SOURCES)

@@ -128,7 +128,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI and return its exit code."""
-    args = build_parser().parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] == ["policy"]:
+        return _policy_tools(arguments[1:])
+    args = build_parser().parse_args(arguments)
     try:
         session = botocore.session.Session(profile=args.profile) if args.profile else None
         client = AccessctlClient(args.api_url, region=args.region, session=session)
@@ -138,6 +141,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_ERROR
     except KeyboardInterrupt:
         return 130
+
+
+def _policy_tools(arguments: list[str]) -> int:
+    """`accessctl policy validate|test`: the policy engine's own tooling, where it is installed.
+
+    It lives with the controller's package (it evaluates exactly as the deployed function does),
+    which a workload's client install does not carry.
+    """
+    try:
+        from accessctl.policy.tool import main as policy_main  # type: ignore[import-not-found]
+    except ImportError:
+        _err(
+            "error: `accessctl policy` needs the controller package: run it from a checkout with "
+            "PYTHONPATH=layers/accessctl (or `make policy`)"
+        )
+        return EXIT_ERROR
+    return int(policy_main(arguments))
 
 
 # ---------------------------------------------------------------------- commands

@@ -101,4 +101,4 @@ def test_given_a_request_no_rule_allows_when_made_with_the_cli_then_exit_code_2_
     )  # fmt: skip
 
     assert result.returncode == 2
-    assert "no access rule allows role orders-service" in result.stdout + result.stderr
+    assert "no rule allows role orders-service" in result.stdout + result.stderr

@@ -4,13 +4,16 @@ compensate, sweep, and refuse what is out of scope without touching IAM."""
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 from datetime import UTC, datetime, timedelta
+from functools import cache
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from accessctl.access_requests import submit_request
-from accessctl.access_rules import AccessRules
 from accessctl.errors import ForbiddenError
 from accessctl.grant_policy import grant_policy_problems
 from accessctl.grants import evaluate_request, issue_grant, revoke_grant, sweep_expired_grants
@@ -24,22 +27,27 @@ from accessctl.models import (
     to_iso,
     utc_now,
 )
+from accessctl.policy import PolicyEngine
 from accessctl.principals import resolve_caller
 from tests.conftest import ACCOUNT_ID, Estate
+from tests.support.template import PROJECT_ROOT
 
-RULES = AccessRules.model_validate(
-    {
-        "rules": [
-            {
-                "id": "orders",
-                "roles": ["orders-service"],
-                "databases": ["orders-prod"],
-                "db_users": ["app_rw"],
-                "max_minutes": 15,
-            }
-        ]
-    }
-)
+# One workload rule, as a security engineer would write it; the schema is the project's own.
+ORDERS_POLICY = """
+@id("orders")
+@outcome("auto")
+@max_minutes("15")
+permit (principal == Role::"orders-service", action == Action::"connect", resource in Database::"orders-prod")
+when { resource.name == "app_rw" };
+"""
+
+
+@cache
+def policy_engine() -> PolicyEngine:
+    directory = Path(tempfile.mkdtemp(prefix="accessctl-policies-"))
+    shutil.copy(PROJECT_ROOT / "policies" / "schema.cedarschema", directory)
+    (directory / "orders.cedar").write_text(ORDERS_POLICY, encoding="utf-8")
+    return PolicyEngine.from_directory(directory)
 
 
 def caller_for(estate: Estate, role_name: str, account_id: str = ACCOUNT_ID) -> Caller:
@@ -74,7 +82,7 @@ def after_expiry(monkeypatch: pytest.MonkeyPatch, minutes: int = 11) -> None:
 
 def granted_request(estate: Estate, reason: str = "service startup") -> str:
     answer = submit_request(submission(reason=reason), caller_for(estate, "orders-service"), estate.deps)
-    assert evaluate_request(answer.request_id, RULES, estate.deps).outcome == Outcome.ALLOW
+    assert evaluate_request(answer.request_id, policy_engine(), estate.deps).outcome == Outcome.ALLOW
     issue_grant(answer.request_id, estate.deps)
     return answer.request_id
 
@@ -171,7 +179,7 @@ def test_given_attach_fails_after_create_when_compensated_then_no_policy_is_left
     from dataclasses import replace
 
     answer = submit_request(submission(), caller_for(estate, "orders-service"), estate.deps)
-    evaluate_request(answer.request_id, RULES, estate.deps)
+    evaluate_request(answer.request_id, policy_engine(), estate.deps)
     failing = replace(estate.deps, iam=FailingAttach(estate.deps.iam))
     with pytest.raises(RuntimeError):
         issue_grant(answer.request_id, failing)
@@ -239,7 +247,7 @@ def test_given_the_opt_in_tag_removed_before_issue_when_issuing_then_nothing_is_
     estate: Estate, orders: dict[str, Any]
 ) -> None:
     answer = submit_request(submission(), caller_for(estate, "orders-service"), estate.deps)
-    evaluate_request(answer.request_id, RULES, estate.deps)
+    evaluate_request(answer.request_id, policy_engine(), estate.deps)
     estate.session.client("iam").untag_role(RoleName="orders-service", TagKeys=["accessctl-grantable"])
 
     with pytest.raises(ForbiddenError):
@@ -338,7 +346,7 @@ def test_given_a_role_at_its_managed_policy_quota_when_granting_then_refused_bef
         arn = iam.create_policy(PolicyName=f"team-{index}", PolicyDocument=json.dumps(_READ_ONLY))["Policy"]["Arn"]
         iam.attach_role_policy(RoleName="orders-service", PolicyArn=arn)
     answer = submit_request(submission(), caller_for(estate, "orders-service"), estate.deps)
-    evaluate_request(answer.request_id, RULES, estate.deps)
+    evaluate_request(answer.request_id, policy_engine(), estate.deps)
 
     with pytest.raises(QuotaExceededError, match="already has 10 managed policies"):
         issue_grant(answer.request_id, estate.deps)

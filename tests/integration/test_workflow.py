@@ -142,7 +142,7 @@ def test_given_a_db_user_no_rule_allows_when_requested_then_denied_with_the_reas
 
     assert view.status == "DENIED"
     assert view.decision is not None
-    assert "no access rule allows role orders-service to connect to orders-demo as app_admin" in view.decision.reason
+    assert "no rule allows role orders-service to connect to orders-demo as app_admin" in view.decision.reason
     assert policy_arns(stack) == before
 
 

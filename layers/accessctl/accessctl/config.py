@@ -26,7 +26,7 @@ class Settings(BaseModel):
     state_machine_arn: str | None = None
     revoke_function_name: str | None = None
     notify_topic_arn: str | None = None
-    access_rules_file: str = "access_rules.yaml"
+    policies_dir: str = "policies"
 
     @field_validator("grants_path")
     @classmethod

@@ -20,9 +20,9 @@ from urllib.parse import unquote
 from botocore.exceptions import ClientError
 
 from accessctl.access_requests import stop_execution
-from accessctl.access_rules import AccessRules, decide
 from accessctl.aws import call, error_code
 from accessctl.databases import describe_database
+from accessctl.decisions import decide_request
 from accessctl.dependencies import Dependencies
 from accessctl.errors import AccessctlError, ConflictError, ForbiddenError, QuotaExceededError, UnsafeGrantError
 from accessctl.grant_policy import (
@@ -43,22 +43,24 @@ from accessctl.models import (
     to_iso,
     utc_now,
 )
+from accessctl.notify import SnsNotifier
 from accessctl.observability import logger, metrics
+from accessctl.policy import PolicyEngine
 from accessctl.principals import lookup_role
 
 
-def evaluate_request(request_id: str, rules: AccessRules, deps: Dependencies) -> Decision:
+def evaluate_request(request_id: str, engine: PolicyEngine, deps: Dependencies) -> Decision:
     request = deps.grants.get(request_id)
     target = describe_database(
         deps.rds, request.database, region=deps.region, account_id=deps.account_id, partition=deps.partition
     )
-    decision = decide(
-        rules,
-        role_name=request.role_name,
-        database=request.database,
-        db_user=request.db_user,
-        requested_minutes=request.requested_minutes,
-        target=target,
+    decision = decide_request(
+        engine,
+        request,
+        target,
+        iam=deps.iam,
+        rds=deps.rds,
+        now=utc_now(),
         ceiling_minutes=deps.settings.max_grant_minutes,
     )
     deps.grants.record_decision(request_id, decision)
@@ -69,10 +71,29 @@ def evaluate_request(request_id: str, rules: AccessRules, deps: Dependencies) ->
         request=request,
         outcome=decision.outcome.value,
         reason=decision.reason,
+        details=decision.model_dump(mode="json", exclude={"target", "outcome", "reason", "decided_at"}),
+    )
+    metrics.add_metric(name=f"Decisions{decision.outcome.value.title().replace('_', '')}", unit="Count", value=1)
+    if decision.break_glass and decision.outcome == Outcome.ALLOW:
+        _announce_break_glass(request, decision, deps)
+    return decision
+
+
+def _announce_break_glass(request: AccessRequest, decision: Decision, deps: Dependencies) -> None:
+    """Break-glass is allowed, never quiet: a high-severity audit record and notification."""
+    deps.audit.append(
+        AuditEventType.BREAK_GLASS_USED,
+        subject=request.request_id,
+        actor=request.principal_arn,
+        request=request,
+        outcome="HIGH",
+        reason=decision.reason,
         details={"rule_id": decision.rule_id, "granted_minutes": decision.granted_minutes},
     )
-    metrics.add_metric(name=f"Decisions{decision.outcome.value.title()}", unit="Count", value=1)
-    return decision
+    metrics.add_metric(name="BreakGlassUsed", unit="Count", value=1)
+    if deps.settings.notify_topic_arn:
+        SnsNotifier(deps.sns, deps.settings.notify_topic_arn).send("BREAK_GLASS", request, severity="high")
+    logger.warning("break-glass access allowed", extra={"request_id": request.request_id, "rule_id": decision.rule_id})
 
 
 def policy_arn_for(grant_id: str, deps: Dependencies) -> str:
@@ -329,8 +350,8 @@ def _ignore_missing(operation: Any, **kwargs: Any) -> None:
 def record_outcome(request_id: str, outcome: str, detail: str | None, deps: Dependencies) -> None:
     """The end of a request that did not (or no longer does) hold a grant, or a failed revoke."""
     request = deps.grants.get(request_id)
-    if outcome == "DENIED":
-        deps.grants.record_status(request_id, RequestStatus.DENIED)
+    if outcome in ("DENIED", "NEEDS_APPROVAL"):
+        deps.grants.record_status(request_id, RequestStatus(outcome))
         return  # the decision itself was audited when it was made
     if outcome == "REVOKE_FAILED":
         # The grant stays indexed as active: the sweeper retries; the policy's own condition

@@ -59,11 +59,13 @@ class RequestStatus(StrEnum):
     REVOKED = "REVOKED"
     FAILED = "FAILED"  # no grant was made (or a half-made one was removed)
     EXTENDED = "EXTENDED"  # allowed, and served by extending the caller's active grant (see extends)
+    NEEDS_APPROVAL = "NEEDS_APPROVAL"  # policy allows it only after approval; nothing granted yet
 
 
 class Outcome(StrEnum):
     ALLOW = "ALLOW"
     DENY = "DENY"
+    NEEDS_APPROVAL = "NEEDS_APPROVAL"
 
 
 class RevokeReason(StrEnum):
@@ -125,12 +127,23 @@ class DatabaseTarget(BaseModel):
 
 
 class Decision(BaseModel):
+    """The decision as recorded and answered: outcome, why (in words), and what it rested on."""
+
     outcome: Outcome
     reason: str
     rule_id: str | None = None
     granted_minutes: int | None = None
     target: DatabaseTarget | None = None
     decided_at: str
+    reasons: list[str] = Field(default_factory=list)
+    matched_rule_ids: list[str] = Field(default_factory=list)
+    approver_group: str | None = None
+    approvals_required: int = 0
+    break_glass: bool = False
+    severity: Literal["info", "high"] = "info"
+    missing_signals: list[str] = Field(default_factory=list)
+    # Each context signal with its provenance (where it came from, or why it is missing).
+    signals: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
 
 class Grant(BaseModel):
@@ -194,6 +207,7 @@ class AuditEventType(StrEnum):
     REMEDIATION_APPLIED = "REMEDIATION_APPLIED"  # drift fixed
     REMEDIATION_FAILED = "REMEDIATION_FAILED"  # a fix that did not apply
     GRANT_EXTENDED = "GRANT_EXTENDED"
+    BREAK_GLASS_USED = "BREAK_GLASS_USED"
     GRANT_TAMPERED = "GRANT_TAMPERED"
     ORPHAN_REMOVED = "ORPHAN_REMOVED"
 
@@ -321,7 +335,7 @@ class StepError(BaseModel):
 
 
 class OutcomeInput(StepInput):
-    outcome: Literal["DENIED", "FAILED", "REVOKE_FAILED"]
+    outcome: Literal["DENIED", "NEEDS_APPROVAL", "FAILED", "REVOKE_FAILED"]
     error: StepError | None = None
 
     def detail(self) -> str | None:

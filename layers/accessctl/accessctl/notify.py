@@ -17,7 +17,7 @@ NOTIFY_EVENTS = ("GRANTED", "EXTENDED", "DENIED", "REVOKED", "FAILED")
 
 
 class Notifier(Protocol):
-    def send(self, event: str, request: AccessRequest) -> None: ...
+    def send(self, event: str, request: AccessRequest, severity: str = "info") -> None: ...
 
 
 def summary(event: str, request: AccessRequest) -> str:
@@ -27,6 +27,8 @@ def summary(event: str, request: AccessRequest) -> str:
         return f"Access granted to {who} on {where} until {request.grant.expires_at}."
     if event == "EXTENDED" and request.grant is not None:
         return f"Access for {who} on {where} extended until {request.grant.expires_at} (grant {request.extends})."
+    if event == "BREAK_GLASS":
+        return f"BREAK-GLASS: {who} was granted {where} outside the normal rules ({request.reason})."
     if event == "DENIED":
         reason = request.decision.reason if request.decision else "no decision recorded"
         return f"Access denied to {who} on {where}: {reason}."
@@ -44,18 +46,22 @@ class SnsNotifier:
         self._sns = sns
         self._topic_arn = topic_arn
 
-    def send(self, event: str, request: AccessRequest) -> None:
+    def send(self, event: str, request: AccessRequest, severity: str = "info") -> None:
         call(
             self._sns.publish,
             TopicArn=self._topic_arn,
             Subject=f"accessctl: {event.lower()} {request.database}"[:100],
             Message=json.dumps({"event": event, "summary": summary(event, request), "request_id": request.request_id}),
-            MessageAttributes={"event": {"DataType": "String", "StringValue": event}},
+            MessageAttributes={
+                "event": {"DataType": "String", "StringValue": event},
+                "severity": {"DataType": "String", "StringValue": severity},
+            },
         )
 
 
 class LogNotifier:
     """Used when no channel is configured: the notification still lands in the logs."""
 
-    def send(self, event: str, request: AccessRequest) -> None:
-        logger.info(summary(event, request), extra={"request_id": request.request_id, "event": event})
+    def send(self, event: str, request: AccessRequest, severity: str = "info") -> None:
+        log = logger.warning if severity == "high" else logger.info
+        log(summary(event, request), extra={"request_id": request.request_id, "event": event, "severity": severity})
