@@ -25,6 +25,7 @@ from accessctl.access_requests import (
 )
 from accessctl.dependencies import default_dependencies
 from accessctl.errors import AccessctlError
+from accessctl.id_tokens import ID_TOKEN_HEADER, verify_id_token
 from accessctl.models import (
     DATABASE_ID_PATTERN,
     REQUEST_ID_PATTERN,
@@ -34,6 +35,7 @@ from accessctl.models import (
     GrantView,
     RequestView,
     SubmissionAnswer,
+    utc_now,
 )
 from accessctl.observability import logger, metrics, tracer
 from accessctl.principals import caller_from_identity, resolve_caller
@@ -79,7 +81,10 @@ def current_caller() -> Caller:
 
 @app.post("/requests", summary="Request access to a database", responses={202: {"description": "Accepted"}})
 def post_request(submission: AccessRequestSubmission) -> Response[SubmissionAnswer]:
-    answer = submit_request(submission, current_caller(), default_dependencies())
+    deps = default_dependencies()
+    raw_token = app.current_event.get_header_value(name=ID_TOKEN_HEADER, case_sensitive=False)
+    id_token = verify_id_token(raw_token, deps.settings, utc_now())
+    answer = submit_request(submission, current_caller(), deps, id_token=id_token)
     return Response(status_code=202, body=answer, content_type="application/json")
 
 

@@ -17,11 +17,18 @@ ORDERS_ROLE = f"arn:aws:sts::{ACCOUNT_ID}:assumed-role/orders-service/task-1"
 
 
 @pytest.fixture
-def api(estate: Estate, monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
+def extra_api_env() -> dict[str, str]:
+    """More environment for the API function (a test module overrides this fixture)."""
+    return {}
+
+
+@pytest.fixture
+def api(estate: Estate, monkeypatch: pytest.MonkeyPatch, extra_api_env: dict[str, str]) -> Iterator[ModuleType]:
     from accessctl import aws, config, dependencies
 
     settings = estate.deps.settings
     for name, value in {
+        **extra_api_env,
         "GRANTS_TABLE": settings.grants_table,
         "AUDIT_TABLE": settings.audit_table,
         "IDEMPOTENCY_TABLE": settings.idempotency_table,

@@ -39,6 +39,7 @@ from accessctl.models import (
     utc_now,
 )
 from accessctl.observability import logger, metrics
+from accessctl.signals.oidc import VerifiedIdToken
 
 IDEMPOTENCY_WINDOW_SECONDS = 3600
 
@@ -62,11 +63,16 @@ def idempotency_store(table_name: str) -> DynamoDBPersistenceLayer:
     return DynamoDBPersistenceLayer(table_name=table_name)
 
 
-def submit_request(submission: AccessRequestSubmission, caller: Caller, deps: Dependencies) -> SubmissionAnswer:
+def submit_request(
+    submission: AccessRequestSubmission,
+    caller: Caller,
+    deps: Dependencies,
+    id_token: VerifiedIdToken | None = None,
+) -> SubmissionAnswer:
     """Check who is asking, then submit once (idempotently) and start the workflow."""
     role_arn = _grantable_role_arn(caller, deps)
     if deps.settings.idempotency_table is None:
-        return _submit(submission, caller, role_arn, deps)
+        return _submit(submission, caller, role_arn, deps, id_token)
     submit_once = idempotent_function(
         data_keyword_argument="idempotency_data",
         config=idempotency_config,
@@ -83,6 +89,7 @@ def submit_request(submission: AccessRequestSubmission, caller: Caller, deps: De
         caller=caller,
         role_arn=role_arn,
         deps=deps,
+        id_token=id_token,
     )
     return SubmissionAnswer.model_validate(answer)
 
@@ -93,11 +100,18 @@ def _submit_idempotently(
     caller: Caller,
     role_arn: str,
     deps: Dependencies,
+    id_token: VerifiedIdToken | None,
 ) -> dict[str, Any]:
-    return _submit(submission, caller, role_arn, deps).model_dump(mode="json")
+    return _submit(submission, caller, role_arn, deps, id_token).model_dump(mode="json")
 
 
-def _submit(submission: AccessRequestSubmission, caller: Caller, role_arn: str, deps: Dependencies) -> SubmissionAnswer:
+def _submit(
+    submission: AccessRequestSubmission,
+    caller: Caller,
+    role_arn: str,
+    deps: Dependencies,
+    id_token: VerifiedIdToken | None,
+) -> SubmissionAnswer:
     assert caller.role_name is not None  # checked by _grantable_role_arn
     request = AccessRequest(
         request_id=str(uuid.uuid4()),
@@ -112,6 +126,7 @@ def _submit(submission: AccessRequestSubmission, caller: Caller, role_arn: str, 
         reason=submission.reason,
         requested_at=to_iso(utc_now()),
         source_ip=caller.source_ip,
+        id_token=id_token.model_dump(mode="json") if id_token else None,
     )
     deps.grants.create(request)
     deps.audit.append(

@@ -28,6 +28,17 @@ class Settings(BaseModel):
     notify_topic_arn: str | None = None
     policies_dir: str = "policies"
 
+    # The company IdP (OIDC): unset means no ID tokens are accepted (human-only rules then fail closed).
+    oidc_issuer: str | None = None
+    oidc_audience: str | None = None
+    oidc_jwks_uri: str | None = None
+    oidc_groups_claim: str = "groups"
+
+    @field_validator("oidc_issuer", "oidc_audience", "oidc_jwks_uri", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: str | None) -> str | None:
+        return value or None
+
     @field_validator("grants_path")
     @classmethod
     def _grants_path_is_an_iam_path(cls, value: str) -> str:

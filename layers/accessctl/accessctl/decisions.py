@@ -13,6 +13,7 @@ from typing import Any
 from accessctl.models import AccessRequest, DatabaseTarget, Decision, Outcome, to_iso
 from accessctl.policy import PolicyEngine, build_policy_request
 from accessctl.signals.database import database_facts
+from accessctl.signals.oidc import OidcSettings, VerifiedIdToken
 from accessctl.signals.workload import role_facts
 
 
@@ -25,6 +26,7 @@ def decide_request(
     rds: Any,
     now: datetime,
     ceiling_minutes: int,
+    oidc: OidcSettings | None = None,
 ) -> Decision:
     decided_at = to_iso(now)
     if target is None:
@@ -47,6 +49,8 @@ def decide_request(
         requested_minutes=request.requested_minutes,
         now=now,
         source_ip=request.source_ip,
+        token=VerifiedIdToken.model_validate(request.id_token) if request.id_token else None,
+        oidc=oidc,
     )
     answer = engine.decide(policy_request, ceiling_minutes=ceiling_minutes)
     outcome = Outcome(answer.outcome.value)

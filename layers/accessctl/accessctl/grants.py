@@ -32,6 +32,7 @@ from accessctl.grant_policy import (
     grant_expiry,
     policy_name_for,
 )
+from accessctl.id_tokens import oidc_settings
 from accessctl.models import (
     AccessRequest,
     AuditEventType,
@@ -62,6 +63,7 @@ def evaluate_request(request_id: str, engine: PolicyEngine, deps: Dependencies) 
         rds=deps.rds,
         now=utc_now(),
         ceiling_minutes=deps.settings.max_grant_minutes,
+        oidc=oidc_settings(deps.settings),
     )
     deps.grants.record_decision(request_id, decision)
     deps.audit.append(

@@ -174,6 +174,8 @@ class AccessRequest(BaseModel):
     reason: str
     requested_at: str
     source_ip: str | None = None
+    # The verified claims of the caller's ID token (signals.oidc.VerifiedIdToken), never the token.
+    id_token: dict[str, Any] | None = None
     execution_arn: str | None = None
     decision: Decision | None = None
     grant: Grant | None = None
