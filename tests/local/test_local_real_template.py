@@ -54,8 +54,28 @@ def test_api_routes_and_schedule_come_from_the_template(real_stack: LocalStack) 
         if event["Type"] == "Api"
     }
     assert routes == expected
-    assert all(r.iam_auth for r in real_stack.api.routes)
-    assert [s.expression for s in real_stack.scheduler.schedules] == ["rate(1 minute)"]
+    # Every route is SigV4-authorised unless the template gives it its own scheme (Authorizer: NONE).
+    own_scheme = {
+        (event["Properties"]["Method"].upper(), event["Properties"]["Path"])
+        for resource in SAM["Resources"].values()
+        for event in resource.get("Properties", {}).get("Events", {}).values()
+        if event["Type"] == "Api" and event["Properties"].get("Auth", {}).get("Authorizer") == "NONE"
+    }
+    assert {(r.method, r.resource) for r in real_stack.api.routes if not r.iam_auth} == own_scheme
+    assert sorted(s.expression for s in real_stack.scheduler.schedules) == sorted(_template_schedules())
+
+
+def _template_schedules() -> list[str]:
+    """Every ScheduleV2 event's expression, parameter references resolved to their defaults."""
+    expressions = []
+    for resource in SAM["Resources"].values():
+        for event in resource.get("Properties", {}).get("Events", {}).values():
+            if event["Type"] == "ScheduleV2":
+                expression = event["Properties"]["ScheduleExpression"]
+                if isinstance(expression, dict):
+                    expression = SAM["Parameters"][expression["Ref"]]["Default"]
+                expressions.append(expression)
+    return expressions
 
 
 @pytest.mark.parametrize("logical_id", FUNCTIONS)

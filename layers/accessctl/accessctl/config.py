@@ -34,7 +34,12 @@ class Settings(BaseModel):
     oidc_jwks_uri: str | None = None
     oidc_groups_claim: str = "groups"
 
-    @field_validator("oidc_issuer", "oidc_audience", "oidc_jwks_uri", mode="before")
+    # Device posture pushed by the MDM/EDR webhook (unset: device rules fail closed).
+    posture_table: str | None = None
+    posture_webhook_secret_name: str | None = None
+    posture_max_age_hours: int = Field(default=24, ge=1, le=24 * 30)
+
+    @field_validator("oidc_issuer", "oidc_audience", "oidc_jwks_uri", "posture_table", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: str | None) -> str | None:
         return value or None

@@ -7,13 +7,14 @@ their provenance), so the API answer and the audit trail explain the decision th
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from accessctl.models import AccessRequest, DatabaseTarget, Decision, Outcome, to_iso
 from accessctl.policy import PolicyEngine, build_policy_request
 from accessctl.signals.database import database_facts
 from accessctl.signals.oidc import OidcSettings, VerifiedIdToken
+from accessctl.signals.posture import DEFAULT_MAX_POSTURE_AGE, PostureStore
 from accessctl.signals.workload import role_facts
 
 
@@ -27,6 +28,8 @@ def decide_request(
     now: datetime,
     ceiling_minutes: int,
     oidc: OidcSettings | None = None,
+    posture_store: PostureStore | None = None,
+    max_posture_age: timedelta = DEFAULT_MAX_POSTURE_AGE,
 ) -> Decision:
     decided_at = to_iso(now)
     if target is None:
@@ -51,6 +54,8 @@ def decide_request(
         source_ip=request.source_ip,
         token=VerifiedIdToken.model_validate(request.id_token) if request.id_token else None,
         oidc=oidc,
+        posture_store=posture_store,
+        max_posture_age=max_posture_age,
     )
     answer = engine.decide(policy_request, ceiling_minutes=ceiling_minutes)
     outcome = Outcome(answer.outcome.value)

@@ -10,6 +10,7 @@ from typing import Any
 from accessctl.audit import AuditLog
 from accessctl.aws import call, client, resource
 from accessctl.config import Settings, get_settings
+from accessctl.signals.posture import PostureStore
 from accessctl.store import GrantsStore
 
 
@@ -26,6 +27,7 @@ class Dependencies:
     region: str
     account_id: str
     partition: str
+    posture: PostureStore | None = None  # device posture, when the webhook is deployed
 
 
 @cache
@@ -46,4 +48,5 @@ def default_dependencies() -> Dependencies:
         region=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",
         account_id=identity["Account"],
         partition=partition,
+        posture=PostureStore(dynamodb.Table(settings.posture_table)) if settings.posture_table else None,
     )

@@ -64,6 +64,8 @@ def evaluate_request(request_id: str, engine: PolicyEngine, deps: Dependencies) 
         now=utc_now(),
         ceiling_minutes=deps.settings.max_grant_minutes,
         oidc=oidc_settings(deps.settings),
+        posture_store=deps.posture,
+        max_posture_age=timedelta(hours=deps.settings.posture_max_age_hours),
     )
     deps.grants.record_decision(request_id, decision)
     deps.audit.append(

@@ -1,0 +1,436 @@
+"""Drift remediation vs Cloud Custodian (c7n), on the same emulated estate, in one run.
+
+The estate: N security groups (default 1,000) attached to tagged PostgreSQL instances (5 groups
+each). Every group allows 5432 from 10.0.0.0/8 and 443 from the world (benign); a third of them
+also allow 5432 from 0.0.0.0/0, in the same permission as 10.0.0.0/8 (the sibling must survive).
+
+Compared, each in its own fresh process (same method for both: wall time from spawn to exit, peak
+RSS from wait4's ru_maxrss, API calls counted at the emulator, correctness checked afterwards):
+
+* accessctl: the RemediateDriftFunction handler's scheduled full scan, enforce mode, with only the
+  ingress rule on (what the Custodian policy does); and again with all seven rules on;
+* Custodian: ``custodian run`` of a security-group policy (ingress Cidr 0.0.0.0/0 on 5432,
+  remove-permissions matched), with ``AWS_ENDPOINT_URL`` pointing at the emulator.
+
+Then the event path: time from a CloudTrail event handed to the handler to the rule closed, cold
+(first invocation in a fresh process, imports included) and warm (later invocations).
+
+    .venv/bin/python bench/remediation_bench.py [--groups 1000] [--warm 30]
+
+Numbers go in the table, never in assertions; compare within one run (the machine is shared).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+FUNCTION = "RemediateDriftFunction"
+PROTECTED = [{"Key": "accessctl:protected", "Value": "true"}]
+GROUPS_PER_DATABASE = 5
+WORLD = "0.0.0.0/0"
+
+CUSTODIAN_POLICY = """\
+policies:
+  - name: close-world-5432
+    resource: aws.security-group
+    filters:
+      - type: ingress
+        Ports: [5432]
+        Cidr:
+          value: "0.0.0.0/0"
+    actions:
+      - type: remove-permissions
+        ingress: matched
+"""
+
+
+def progress(message: str) -> None:
+    print(f"[remediation-bench] {message}", file=sys.stderr, flush=True)
+
+
+# ------------------------------------------------------------------ child processes (the measured code)
+
+
+class _Context:
+    function_name = "accessctl-bench-RemediateDrift"
+    function_version = "$LATEST"
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:accessctl-bench-RemediateDrift"
+    memory_limit_in_mb = 512
+    aws_request_id = "bench"
+    log_group_name = "/aws/lambda/bench"
+    log_stream_name = "bench"
+
+    @staticmethod
+    def get_remaining_time_in_millis() -> int:
+        return 300_000
+
+
+def _load_handler() -> Any:
+    sys.path[:0] = [str(ROOT / "layers" / "accessctl"), str(ROOT / "functions" / "remediate_drift")]
+    import app  # type: ignore[import-not-found]
+
+    return app.lambda_handler
+
+
+def child_scan(out: Path) -> None:
+    handler = _load_handler()
+    answer = handler({"action": "scan"}, _Context())
+    out.write_text(json.dumps(answer))
+
+
+def child_event(out: Path, group: str, warm: int) -> None:
+    """Cold: imports + first invocation. Warm: ``warm`` more, the rule re-opened (untimed) before each."""
+    started = time.perf_counter()
+    handler = _load_handler()
+    imported = time.perf_counter()
+    event = json.loads((ROOT / "events" / "cloudtrail_authorize_sg_ingress.json").read_text())
+    event["detail"]["requestParameters"]["groupId"] = group
+    event["detail"]["responseElements"] = None
+    first = handler(event, _Context())
+    cold = time.perf_counter() - started
+    first_invocation = time.perf_counter() - imported
+    import boto3
+
+    ec2 = boto3.client("ec2")
+    open_rule = [{"IpProtocol": "tcp", "FromPort": 5432, "ToPort": 5432, "IpRanges": [{"CidrIp": WORLD}]}]
+    warm_times, fixed = [], [first["counts"]["fixed"]]
+    for _ in range(warm):
+        ec2.authorize_security_group_ingress(GroupId=group, IpPermissions=open_rule)
+        began = time.perf_counter()
+        answer = handler(event, _Context())
+        warm_times.append(time.perf_counter() - began)
+        fixed.append(answer["counts"]["fixed"])
+    out.write_text(
+        json.dumps(
+            {"cold": cold, "imports": imported - started, "first": first_invocation, "warm": warm_times, "fixed": fixed}
+        )
+    )
+
+
+# ------------------------------------------------------------------ the parent: estate, runs, table
+
+
+@dataclass
+class Run:
+    name: str
+    wall: float
+    max_rss_mb: float
+    calls: dict[tuple[str, str], int]
+    correct: int = 0
+    still_open: int = 0
+    over_removed: int = 0
+    exit_code: int = 0
+    note: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def count(self, *actions: str, service: str | None = None) -> int:
+        return sum(
+            n for (svc, action), n in self.calls.items() if action in actions and (service is None or svc == service)
+        )
+
+    @property
+    def total_calls(self) -> int:
+        return sum(self.calls.values())
+
+
+# A child's ru_maxrss includes the memory of the process that forked it (Linux carries the old
+# address space's high-water mark across exec), and this process holds the whole emulator. So each
+# contender is started by a bare launcher (python -S, a few MB), which times it and reads its
+# ru_maxrss with wait4: the same small offset for both contenders.
+LAUNCHER = """
+import json, os, sys, time
+command = json.loads(sys.argv[1])
+started = time.perf_counter()
+pid = os.posix_spawn(command[0], command, os.environ, file_actions=[(os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0)])
+_, status, usage = os.wait4(pid, 0)
+print(json.dumps({"wall": time.perf_counter() - started, "maxrss_kb": usage.ru_maxrss, "code": os.waitstatus_to_exitcode(status)}))
+"""
+
+
+def measure(command: list[str], env: dict[str, str], stack: Any, name: str) -> Run:
+    stack.reset_api_call_counts()
+    launched = subprocess.run(
+        [sys.executable, "-S", "-c", LAUNCHER, json.dumps(command)],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
+    )
+    try:
+        result = json.loads(launched.stdout.strip().splitlines()[-1])
+    except (IndexError, ValueError):
+        progress(f"{name}: launcher failed: {launched.stderr[-2000:]}")
+        return Run(name, 0.0, 0.0, stack.api_call_counts(), exit_code=-1)
+    if result["code"] != 0:
+        progress(f"{name} exited {result['code']}: {launched.stderr[-2000:]}")
+    return Run(name, result["wall"], result["maxrss_kb"] / 1024, stack.api_call_counts(), exit_code=result["code"])
+
+
+def build_estate(stack: Any, groups: int) -> tuple[list[str], set[str]]:
+    ec2, rds = stack.client("ec2"), stack.client("rds")
+    vpc = ec2.describe_vpcs()["Vpcs"][0]["VpcId"]
+    group_ids: list[str] = []
+    opened: set[str] = set()
+    started = time.perf_counter()
+    for number in range(groups):  # sequentially: concurrent CreateSecurityGroup 500s in moto
+        group = ec2.create_security_group(GroupName=f"bench-db-{number}", Description="bench", VpcId=vpc)["GroupId"]
+        is_open = number % 3 == 0
+        ranges = [{"CidrIp": "10.0.0.0/8"}] + ([{"CidrIp": WORLD}] if is_open else [])
+        ec2.authorize_security_group_ingress(
+            GroupId=group,
+            IpPermissions=[
+                {"IpProtocol": "tcp", "FromPort": 5432, "ToPort": 5432, "IpRanges": ranges},
+                {"IpProtocol": "tcp", "FromPort": 443, "ToPort": 443, "IpRanges": [{"CidrIp": WORLD}]},
+            ],
+        )
+        group_ids.append(group)
+        if is_open:
+            opened.add(group)
+    for number in range(0, groups, GROUPS_PER_DATABASE):
+        rds.create_db_instance(
+            DBInstanceIdentifier=f"bench-db-{number // GROUPS_PER_DATABASE}",
+            DBInstanceClass="db.t4g.micro",
+            Engine="postgres",
+            EngineVersion="16.3",
+            MasterUsername="postgres",
+            MasterUserPassword="not-used-by-the-bench",
+            AllocatedStorage=20,
+            VpcSecurityGroupIds=group_ids[number : number + GROUPS_PER_DATABASE],
+            Tags=PROTECTED,
+            EnableIAMDatabaseAuthentication=True,
+            StorageEncrypted=True,
+        )
+    progress(
+        f"estate: {groups} groups ({len(opened)} open on 5432), {-(-groups // GROUPS_PER_DATABASE)} databases, in {time.perf_counter() - started:.1f}s"
+    )
+    return group_ids, opened
+
+
+def reopen(stack: Any, opened: set[str]) -> None:
+    """Put the world back on 5432 of the open groups (for the next contender)."""
+    ec2 = stack.client("ec2")
+    for group in sorted(opened):
+        permissions = ec2.describe_security_groups(GroupIds=[group])["SecurityGroups"][0]["IpPermissions"]
+        present = {(p.get("FromPort"), r["CidrIp"]) for p in permissions for r in p.get("IpRanges", [])}
+        missing = [c for c in ("10.0.0.0/8", WORLD) if (5432, c) not in present]
+        if missing:
+            ec2.authorize_security_group_ingress(
+                GroupId=group,
+                IpPermissions=[
+                    {
+                        "IpProtocol": "tcp",
+                        "FromPort": 5432,
+                        "ToPort": 5432,
+                        "IpRanges": [{"CidrIp": c} for c in missing],
+                    }
+                ],
+            )
+        if (443, WORLD) not in present:
+            ec2.authorize_security_group_ingress(
+                GroupId=group,
+                IpPermissions=[{"IpProtocol": "tcp", "FromPort": 443, "ToPort": 443, "IpRanges": [{"CidrIp": WORLD}]}],
+            )
+
+
+def check(stack: Any, run: Run, group_ids: list[str], opened: set[str]) -> None:
+    """Correct: exactly {5432 from 10.0.0.0/8, 443 from the world} left on every group."""
+    expected = {("tcp", 5432, "10.0.0.0/8"), ("tcp", 443, WORLD)}
+    described = stack.client("ec2").describe_security_groups(GroupIds=group_ids)["SecurityGroups"]
+    for group in described:
+        found = {
+            (p["IpProtocol"], p.get("FromPort"), r["CidrIp"])
+            for p in group["IpPermissions"]
+            for r in p.get("IpRanges", [])
+        }
+        if found == expected:
+            run.correct += 1
+        if ("tcp", 5432, WORLD) in found:
+            run.still_open += 1
+        if expected - found:
+            run.over_removed += 1
+
+
+def child_environment(stack: Any, rule_modes: dict[str, str]) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "POWERTOOLS_"))}
+    env.update(stack.functions[FUNCTION].environment)
+    env.update(
+        {
+            "AWS_ENDPOINT_URL": stack.endpoint_url,
+            "AWS_DEFAULT_REGION": stack.region,
+            "AWS_REGION": stack.region,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",  # not a secret: the emulator accepts any
+            "POWERTOOLS_TRACE_DISABLED": "true",
+            "REMEDIATION_MODE": "enforce",
+            "REMEDIATION_RULE_MODES": json.dumps(rule_modes),
+            "PYTHONDONTWRITEBYTECODE": "1",
+        }
+    )
+    return env
+
+
+def run_all(args: argparse.Namespace) -> dict[str, Any]:
+    sys.path[:0] = [str(ROOT / "layers" / "accessctl")]
+    from accessctl.remediation.rules import RULES, SG_OPEN_INGRESS
+    from accessctl_local import LocalStack
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    only_ingress = {rule.id: "off" for rule in RULES if rule.id != SG_OPEN_INGRESS}
+    results: dict[str, Any] = {"groups": args.groups}
+    with (
+        tempfile.TemporaryDirectory(prefix="remediation-bench-") as scratch_dir,
+        LocalStack.start(project_root=ROOT, run_schedules=False, parameter_overrides={"LogLevel": "WARNING"}) as stack,
+    ):
+        scratch = Path(scratch_dir)
+        group_ids, opened = build_estate(stack, args.groups)
+        policy = scratch / "policy.yml"
+        policy.write_text(CUSTODIAN_POLICY)
+        me = [sys.executable, str(Path(__file__).resolve())]
+        custodian = args.custodian or str(Path(sys.executable).with_name("custodian"))
+        contenders = [
+            (
+                "accessctl scan (ingress rule)",
+                [*me, "--child-scan", str(scratch / "scan.json")],
+                child_environment(stack, only_ingress),
+            ),
+            (
+                "Custodian remove-permissions",
+                [custodian, "run", "-s", str(scratch / "c7n"), "--cache-period", "0", "-r", stack.region, str(policy)],
+                child_environment(stack, {}),
+            ),
+            (
+                "accessctl scan (all 7 rules)",
+                [*me, "--child-scan", str(scratch / "scan-all.json")],
+                child_environment(stack, {}),
+            ),
+        ]
+        runs: list[Run] = []
+        for name, command, env in contenders:
+            reopen(stack, opened)
+            progress(f"running {name}")
+            run = measure(command, env, stack, name)
+            check(stack, run, group_ids, opened)
+            runs.append(run)
+            progress(
+                f"{name}: {run.wall:.2f}s, {run.max_rss_mb:.0f} MB, {run.total_calls} calls, {run.correct}/{len(group_ids)} correct"
+            )
+        results["runs"] = runs
+        # The event path, cold then warm, against one open group.
+        reopen(stack, opened)
+        target = sorted(opened)[0]
+        out = scratch / "event.json"
+        env = child_environment(stack, only_ingress)
+        started = time.perf_counter()
+        subprocess.run(
+            [*me, "--child-event", str(out), target, str(args.warm)],
+            env=env,
+            check=True,
+            stdout=subprocess.DEVNULL,
+            cwd=ROOT,
+        )
+        results["event_process"] = time.perf_counter() - started
+        results["event"] = json.loads(out.read_text())
+        results["estate_open"] = len(opened)
+        results["custodian_version"] = _custodian_version(custodian)
+    return results
+
+
+def _custodian_version(custodian: str) -> str:
+    try:
+        return subprocess.run([custodian, "version"], capture_output=True, text=True, check=False).stdout.strip()
+    except OSError:
+        return "?"
+
+
+def ratio(ours: float, theirs: float) -> str:
+    return f"{ours / theirs:.2f}x" if theirs else "-"
+
+
+def render(results: dict[str, Any]) -> str:
+    runs: list[Run] = results["runs"]
+    ours, peer, full = runs
+    open_groups = results["estate_open"]
+    lines = [
+        f"Drift remediation vs Cloud Custodian {results['custodian_version']} on {results['groups']} security groups "
+        f"({open_groups} open on 5432 from 0.0.0.0/0, each next to a benign 10.0.0.0/8 sibling; 443 from the world benign)",
+        "",
+        f"{'contender':<32} {'wall s':>7} {'peak MB':>8} {'calls':>6} {'revokes':>8} {'SG desc':>8} {'RDS desc':>9} {'audit+sns':>10} {'correct':>9} {'open':>5} {'over':>5}",
+    ]
+    for run in runs:
+        rds_describes = sum(n for (svc, a), n in run.calls.items() if svc == "rds" and a.startswith("Describe"))
+        side = run.count("PutItem", "BatchWriteItem", "Publish")
+        lines.append(
+            f"{run.name:<32} {run.wall:>7.2f} {run.max_rss_mb:>8.0f} {run.total_calls:>6} {run.count('RevokeSecurityGroupIngress'):>8} "
+            f"{run.count('DescribeSecurityGroups'):>8} {rds_describes:>9} {side:>10} {run.correct:>5}/{results['groups']:<3} {run.still_open:>5} {run.over_removed:>5}"
+            + (f"  exit {run.exit_code}" if run.exit_code else "")
+        )
+    lines += [
+        "",
+        "Ratios, accessctl (ingress rule) / Custodian  (targets: wall <= 0.6x, peak memory <= 0.6x; calls at the floor)",
+        f"  wall time      {ratio(ours.wall, peer.wall)}",
+        f"  peak memory    {ratio(ours.max_rss_mb, peer.max_rss_mb)}",
+        f"  AWS calls      {ratio(ours.total_calls, peer.total_calls)}  (EC2+RDS only: {ratio(ours.total_calls - ours.count('PutItem', 'BatchWriteItem', 'Publish'), peer.total_calls)})",
+        f"  floor          {open_groups} revokes + describe pages; accessctl made {ours.count('RevokeSecurityGroupIngress')} revokes, "
+        f"{ours.count('DescribeSecurityGroups')} SG describe page(s), {sum(n for (s, a), n in ours.calls.items() if s == 'rds')} RDS describe page(s), "
+        f"plus {ours.count('PutItem') + ours.count('BatchWriteItem')} audit writes and {ours.count('Publish')} notifications",
+        f"  all 7 rules    wall {ratio(full.wall, peer.wall)}, memory {ratio(full.max_rss_mb, peer.max_rss_mb)} of Custodian's",
+        "",
+        "Calls by action:",
+    ]
+    actions = sorted({key for run in runs for key in run.calls})
+    for service, action in actions:
+        lines.append(
+            f"  {service + ':' + action:<44} " + " ".join(f"{run.calls.get((service, action), 0):>8}" for run in runs)
+        )
+    event = results["event"]
+    warm = sorted(event["warm"])
+    lines += [
+        "",
+        "Event path: CloudTrail event handed to the handler -> rule closed (the revoke has returned)",
+        f"  cold (fresh process: imports + first invocation)   {event['cold'] * 1000:8.1f} ms   (target < 1000 ms; process total {results['event_process']:.2f} s)",
+        f"    of which: handler module imports {event['imports'] * 1000:.0f} ms, first invocation {event['first'] * 1000:.0f} ms",
+    ]
+    if warm:
+        p95 = warm[max(0, -(-95 * len(warm) // 100) - 1)]
+        lines.append(
+            f"  warm (n={len(warm)}, median / p95 / max)                  {statistics.median(warm) * 1000:8.1f} / {p95 * 1000:.1f} / {warm[-1] * 1000:.1f} ms   (target < 100 ms)"
+        )
+    lines.append(f"  closed every time: {all(n == 1 for n in event['fixed'])}")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--groups", type=int, default=1000)
+    parser.add_argument("--warm", type=int, default=30, help="warm event-path invocations")
+    parser.add_argument("--custodian", help="path of the custodian executable (default: the venv's)")
+    parser.add_argument("--child-scan", metavar="OUT", help=argparse.SUPPRESS)
+    parser.add_argument("--child-event", nargs=3, metavar=("OUT", "GROUP", "WARM"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child_scan:
+        child_scan(Path(args.child_scan))
+        return 0
+    if args.child_event:
+        out, group, warm = args.child_event
+        child_event(Path(out), group, int(warm))
+        return 0
+    results = run_all(args)
+    sys.stdout.write(render(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
