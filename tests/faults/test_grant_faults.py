@@ -135,3 +135,61 @@ def test_given_create_policy_fails_for_good_when_compensated_then_failed_with_no
     assert estate.deps.grants.get(request_id).status == RequestStatus.FAILED
     assert grant_policies(estate) == {}
     sweep_then_check(estate, move_clock(monkeypatch, 11))
+
+
+def test_given_the_issued_audit_write_failed_when_the_step_is_retried_then_the_record_is_written_once(
+    estate: Estate, orders: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from accessctl.grants import issue_grant
+    from accessctl.models import AuditEventType
+
+    request_id = allowed_request(estate)
+    original_append = estate.deps.audit.append
+    failures = iter([RuntimeError("audit table unavailable")])
+
+    def failing_once(event_type: AuditEventType, **kwargs: Any) -> Any:
+        if event_type == AuditEventType.GRANT_ISSUED:
+            error = next(failures, None)
+            if error is not None:
+                raise error
+        return original_append(event_type, **kwargs)
+
+    monkeypatch.setattr(estate.deps.audit, "append", failing_once)
+    with pytest.raises(RuntimeError):
+        issue_grant(request_id, estate.deps)
+
+    issue_grant(request_id, estate.deps)  # the state machine's retry
+    issue_grant(request_id, estate.deps)  # and another
+
+    issued = [e for e in estate.deps.audit.for_subject(request_id) if e.event_type == AuditEventType.GRANT_ISSUED]
+    assert len(issued) == 1
+
+
+def test_given_the_revoked_audit_write_failed_when_revocation_is_retried_then_the_record_is_written_once(
+    estate: Estate, orders: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from accessctl.models import AuditEventType
+
+    request_id = allowed_request(estate)
+    issue_grant(request_id, estate.deps)
+    move_clock(monkeypatch, 11)
+    original_append = estate.deps.audit.append
+    failures = iter([RuntimeError("audit table unavailable")])
+
+    def failing_once(event_type: AuditEventType, **kwargs: Any) -> Any:
+        if event_type == AuditEventType.GRANT_REVOKED:
+            error = next(failures, None)
+            if error is not None:
+                raise error
+        return original_append(event_type, **kwargs)
+
+    monkeypatch.setattr(estate.deps.audit, "append", failing_once)
+    with pytest.raises(RuntimeError):
+        revoke_grant(request_id, RevokeReason.EXPIRED, "workflow", estate.deps)
+
+    assert revoke_grant(request_id, RevokeReason.EXPIRED, "workflow", estate.deps).status == "ALREADY_REVOKED"
+    revoke_grant(request_id, RevokeReason.SWEEP, "sweeper", estate.deps)
+
+    revoked = [e for e in estate.deps.audit.for_subject(request_id) if e.event_type == AuditEventType.GRANT_REVOKED]
+    assert len(revoked) == 1
+    assert grant_policies(estate) == {}

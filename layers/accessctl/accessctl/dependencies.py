@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -10,6 +11,8 @@ from typing import Any
 from accessctl.audit import AuditLog
 from accessctl.aws import call, client, resource
 from accessctl.config import Settings, get_settings
+from accessctl.models import AccessRequest
+from accessctl.sessions import SessionTermination, default_session_terminator
 from accessctl.signals.posture import PostureStore
 from accessctl.store import GrantsStore
 
@@ -28,6 +31,8 @@ class Dependencies:
     account_id: str
     partition: str
     posture: PostureStore | None = None  # device posture, when the webhook is deployed
+    # Ends the db user's open sessions at revocation (accessctl.sessions); None: IAM revocation only.
+    session_terminator: Callable[[AccessRequest], SessionTermination] | None = None
 
 
 @cache
@@ -36,9 +41,10 @@ def default_dependencies() -> Dependencies:
     dynamodb = resource("dynamodb")
     identity = call(client("sts").get_caller_identity)
     partition = identity["Arn"].split(":")[1]
+    grants = GrantsStore(dynamodb.Table(settings.grants_table))
     return Dependencies(
         settings=settings,
-        grants=GrantsStore(dynamodb.Table(settings.grants_table)),
+        grants=grants,
         audit=AuditLog(dynamodb.Table(settings.audit_table)),
         iam=client("iam"),
         rds=client("rds"),
@@ -49,4 +55,5 @@ def default_dependencies() -> Dependencies:
         account_id=identity["Account"],
         partition=partition,
         posture=PostureStore(dynamodb.Table(settings.posture_table)) if settings.posture_table else None,
+        session_terminator=default_session_terminator(client("rds"), grants),
     )

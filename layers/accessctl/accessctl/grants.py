@@ -48,6 +48,7 @@ from accessctl.notify import SnsNotifier
 from accessctl.observability import logger, metrics
 from accessctl.policy import PolicyEngine
 from accessctl.principals import lookup_role
+from accessctl.sessions import SessionTermination
 
 
 def evaluate_request(request_id: str, engine: PolicyEngine, deps: Dependencies) -> Decision:
@@ -108,7 +109,9 @@ def issue_grant(request_id: str, deps: Dependencies) -> Grant:
     """Create and attach the grant of an allowed request. Safe to call again after any failure."""
     request = deps.grants.get(request_id)
     if request.status == RequestStatus.ACTIVE and request.grant is not None:
-        return request.grant  # a retried step: the grant is already complete
+        # A retried step: the grant is complete, but its audit write may be what failed.
+        _audit_issue_once(request, deps)
+        return request.grant
     decision = request.decision
     if decision is None or decision.outcome != Outcome.ALLOW or decision.target is None:
         raise ForbiddenError(f"request {request_id} was not allowed; no grant is issued")
@@ -141,6 +144,27 @@ def issue_grant(request_id: str, deps: Dependencies) -> Grant:
     metrics.add_metric(name="GrantsIssued", unit="Count", value=1)
     logger.info("grant issued", extra={"request_id": request_id, "expires_at": grant.expires_at})
     return grant
+
+
+def _audit_issue_once(request: AccessRequest, deps: Dependencies) -> None:
+    grant = request.grant
+    assert grant is not None
+    if any(event.event_type == AuditEventType.GRANT_ISSUED for event in deps.audit.for_subject(request.request_id)):
+        return
+    deps.audit.append(
+        AuditEventType.GRANT_ISSUED,
+        subject=request.request_id,
+        actor="workflow",
+        request=request,
+        outcome="GRANTED",
+        reason=request.decision.reason if request.decision else None,
+        details={
+            "policy_arn": grant.policy_arn,
+            "expires_at": grant.expires_at,
+            "policy_document": build_grant_policy(grant.resource_arn, grant.expires_at),
+            "recorded_on_retry": True,
+        },
+    )
 
 
 def _check_role_policy_quota(role_name: str, deps: Dependencies) -> None:
@@ -271,6 +295,7 @@ def revoke_grant(request_id: str, reason: RevokeReason, actor: str, deps: Depend
     if request.status in (RequestStatus.REVOKED, RequestStatus.DENIED) or (
         request.status == RequestStatus.FAILED and request.grant is None
     ):
+        _audit_revocation_once(request, deps)
         return Revocation(request_id=request_id, status="ALREADY_REVOKED")
     if request.status == RequestStatus.EXTENDED:
         # Holds no policy of its own; the grant it extended is revoked through its own record.
@@ -279,6 +304,7 @@ def revoke_grant(request_id: str, reason: RevokeReason, actor: str, deps: Depend
         return Revocation(request_id=request_id, status="EXTENDED", expires_at=request.grant.expires_at)
     policy_arn = request.grant.policy_arn if request.grant else policy_arn_for(request_id, deps)
     detached = remove_policy(policy_arn, deps)
+    sessions = _terminate_sessions(request, deps)
     revoked_at = to_iso(utc_now())
     if request.grant is not None:
         grant = request.grant.model_copy(update={"revoked_at": revoked_at, "revoke_reason": reason})
@@ -297,6 +323,7 @@ def revoke_grant(request_id: str, reason: RevokeReason, actor: str, deps: Depend
             "detached_from": detached,
             "expires_at": request.grant.expires_at if request.grant else None,
             "revoked_at": revoked_at,
+            **_session_details(sessions),
         },
     )
     metrics.add_metric(name=f"GrantsRevoked{reason.value.title()}", unit="Count", value=1)
@@ -304,6 +331,27 @@ def revoke_grant(request_id: str, reason: RevokeReason, actor: str, deps: Depend
         stop_execution(request.execution_arn, deps, cause=f"grant revoked early by {actor}")
     logger.info("grant revoked", extra={"request_id": request_id, "reason": reason.value})
     return Revocation(request_id=request_id, status="REVOKED", detached_from=detached)
+
+
+def _terminate_sessions(request: AccessRequest, deps: Dependencies) -> SessionTermination | None:
+    """The policy is gone; end the db user's open sessions too. Never raises: recorded instead."""
+    if deps.session_terminator is None:
+        return None
+    try:
+        outcome = deps.session_terminator(request)
+    except Exception as error:  # the IAM revocation stands and is recorded whatever happens here
+        engine = request.decision.target.engine if request.decision and request.decision.target else "unknown"
+        outcome = SessionTermination.failed(engine, f"{type(error).__name__}: {error}"[:500])
+    if outcome.status == "FAILED":
+        metrics.add_metric(name="SessionTerminationFailures", unit="Count", value=1)
+        logger.warning("open sessions were not ended", extra={"request_id": request.request_id, "why": outcome.reason})
+    return outcome
+
+
+def _session_details(sessions: SessionTermination | None) -> dict[str, Any]:
+    if sessions is None:
+        return {}
+    return {"sessions_terminated": sessions.terminated, "session_termination": sessions.model_dump(mode="json")}
 
 
 def remove_policy(policy_arn: str, deps: Dependencies) -> list[str]:
@@ -331,6 +379,28 @@ def remove_policy(policy_arn: str, deps: Dependencies) -> list[str]:
             raise
     _confirm_gone(policy_arn, deps)
     return detached
+
+
+def _audit_revocation_once(request: AccessRequest, deps: Dependencies) -> None:
+    """A revocation recorded in the table but whose audit write failed gets its record now."""
+    if request.status != RequestStatus.REVOKED or request.grant is None:
+        return
+    recorded = {AuditEventType.GRANT_REVOKED, AuditEventType.GRANT_COMPENSATED}
+    if any(event.event_type in recorded for event in deps.audit.for_subject(request.request_id)):
+        return
+    deps.audit.append(
+        AuditEventType.GRANT_REVOKED,
+        subject=request.request_id,
+        actor="workflow",
+        request=request,
+        outcome="REVOKED",
+        reason=request.grant.revoke_reason.value if request.grant.revoke_reason else None,
+        details={
+            "policy_arn": request.grant.policy_arn,
+            "revoked_at": request.grant.revoked_at,
+            "recorded_on_retry": True,
+        },
+    )
 
 
 def _confirm_gone(policy_arn: str, deps: Dependencies) -> None:

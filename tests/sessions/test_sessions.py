@@ -1,0 +1,335 @@
+"""Live sessions end with the grant: against a real PostgreSQL server with real open sessions."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import socket
+import ssl
+from typing import Any
+
+import pytest
+from aws_lambda_powertools.utilities.parameters import SecretsProvider
+
+from accessctl.grants import revoke_grant
+from accessctl.models import AccessRequest, AuditEventType, DatabaseTarget, RequestStatus, RevokeReason
+from accessctl.sessions import (
+    CONNECT_TIMEOUT_SECONDS,
+    AdminCredential,
+    AdminEndpoint,
+    SessionTerminator,
+    connect_admin,
+    terminate_sessions,
+)
+from tests.conftest import ACCOUNT_ID, REGION, Estate
+from tests.integration.test_grant_lifecycle import after_expiry, granted_request
+from tests.sessions.conftest import ADMIN_PASSWORD, ADMIN_USER, DB_USER, OpenSessions, PostgresServer, is_dead
+
+ADMIN = AdminCredential.model_validate({"username": ADMIN_USER, "password": ADMIN_PASSWORD})
+
+
+def target(engine: str = "postgres") -> DatabaseTarget:
+    return DatabaseTarget(
+        identifier="orders-prod",
+        kind="instance",
+        resource_id="db-ABCDEFGHIJKLMNOP",
+        engine=engine,
+        host="orders-prod.abc123.us-east-1.rds.amazonaws.com",
+        port=5432,
+        region=REGION,
+        account_id=ACCOUNT_ID,
+        partition="aws",
+        iam_auth_enabled=True,
+    )
+
+
+def closed_loopback_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])  # closed again when the probe is: nothing listens there
+
+
+# ------------------------------------------------------------------ terminate_sessions, directly
+
+
+def test_given_open_sessions_when_terminated_then_exactly_the_db_users_sessions_end(
+    postgres: PostgresServer, open_sessions: OpenSessions
+) -> None:
+    outcome = terminate_sessions(target(), DB_USER, credentials=ADMIN, unix_socket=postgres.socket)
+
+    assert outcome.status == "TERMINATED"
+    assert outcome.terminated == 3
+    assert all(is_dead(connection) for connection in open_sessions.granted)
+    assert postgres.session_pids(DB_USER) == set()
+    assert not any(is_dead(connection) for connection in open_sessions.others)
+
+
+def test_given_no_open_session_when_terminated_then_none_is_counted(postgres: PostgresServer) -> None:
+    outcome = terminate_sessions(target(), "nobody_here", credentials=ADMIN, unix_socket=postgres.socket)
+
+    assert (outcome.status, outcome.terminated) == ("TERMINATED", 0)
+
+
+def test_given_a_wrong_admin_password_when_terminated_then_a_failure_is_returned_not_raised(
+    postgres: PostgresServer,
+) -> None:
+    # The embedded server trusts local connections; an unknown admin user fails the same way.
+    unknown = AdminCredential.model_validate({"username": "no_such_admin", "password": "x"})
+
+    outcome = terminate_sessions(target(), DB_USER, credentials=unknown, unix_socket=postgres.socket)
+
+    assert outcome.status == "FAILED"
+    assert outcome.reason is not None and "could not connect as no_such_admin" in outcome.reason
+
+
+def test_given_an_unsupported_engine_when_terminated_then_it_is_skipped_with_the_reason() -> None:
+    outcome = terminate_sessions(target("sqlserver-ee"), DB_USER, credentials=ADMIN)
+
+    assert outcome.status == "SKIPPED"
+    assert outcome.reason == "engine sqlserver-ee is not supported"
+
+
+# ------------------------------------------------------------------ TLS and the plain-socket exception
+
+
+def test_given_an_rds_endpoint_when_connecting_then_tls_is_verified_and_the_timeout_is_short(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    seen: dict[str, Any] = {}
+    monkeypatch.setattr("pg8000.dbapi.connect", lambda **kwargs: seen.update(kwargs))
+    endpoint = AdminEndpoint(
+        family="postgresql", host="orders.abc.rds.amazonaws.com", port=5432, dbname=None, username="a", password="p"
+    )
+
+    connect_admin(endpoint)
+
+    context = seen["ssl_context"]
+    assert isinstance(context, ssl.SSLContext)
+    assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
+    assert seen["timeout"] == CONNECT_TIMEOUT_SECONDS == 5
+    assert seen["unix_sock"] is None and seen["host"] == "orders.abc.rds.amazonaws.com"
+
+
+def test_given_a_remote_host_when_tls_is_turned_off_then_the_endpoint_is_refused() -> None:
+    with pytest.raises(ValueError, match="only allowed to a loopback address or a Unix socket"):
+        AdminEndpoint(
+            family="postgresql", host="db.example.com", port=5432, dbname=None, username="a", password="p", tls=False
+        )
+
+
+# ------------------------------------------------------------------ MySQL / MariaDB (a recording connection)
+
+
+class RecordingMysql:
+    """Stands in for a pymysql connection: a processlist, and KILL that may find a thread gone."""
+
+    def __init__(self, ids: list[Any], gone: frozenset[int] = frozenset()) -> None:
+        self.ids = ids
+        self.gone = gone
+        self.executed: list[tuple[str, tuple[Any, ...]]] = []
+        self.closed = False
+
+    def cursor(self) -> RecordingMysql:
+        return self
+
+    def execute(self, sql: str, params: tuple[Any, ...]) -> None:
+        self.executed.append((sql, params))
+        if sql.startswith("KILL") and params[0] in self.gone:
+            raise RuntimeError(1094, "Unknown thread id")
+
+    def fetchall(self) -> list[tuple[Any]]:
+        return [(thread_id,) for thread_id in self.ids]
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_given_mysql_sessions_when_terminated_then_each_is_killed_by_a_parameterised_statement() -> None:
+    fake = RecordingMysql([11, 12, 13], gone=frozenset({12}))
+
+    outcome = terminate_sessions(target("mysql"), DB_USER, credentials=ADMIN, connector=lambda endpoint: fake)
+
+    assert (outcome.status, outcome.terminated) == ("TERMINATED", 2)
+    assert fake.executed[0] == (
+        "SELECT id FROM information_schema.processlist WHERE user = %s AND id <> CONNECTION_ID()",
+        (DB_USER,),
+    )
+    assert fake.executed[1:] == [("KILL %s", (11,)), ("KILL %s", (12,)), ("KILL %s", (13,))]
+    assert fake.closed
+
+
+def test_given_a_processlist_id_that_is_not_an_integer_when_terminated_then_nothing_is_killed() -> None:
+    fake = RecordingMysql(["1; DROP TABLE x"])
+
+    outcome = terminate_sessions(target("mariadb"), DB_USER, credentials=ADMIN, connector=lambda endpoint: fake)
+
+    assert outcome.status == "FAILED"
+    assert [sql for sql, _ in fake.executed if sql.startswith("KILL")] == []
+
+
+# ------------------------------------------------------------------ revocation in the emulated account
+
+
+@pytest.fixture
+def orders(estate: Estate) -> dict[str, Any]:
+    estate.role("orders-service", path="/workloads/")
+    return estate.postgres("orders-prod")
+
+
+def admin_secret(estate: Estate, **extra: Any) -> SecretsProvider:
+    secrets = estate.session.client("secretsmanager")
+    secrets.create_secret(
+        Name="accessctl/session-admin/orders-prod",
+        SecretString=json.dumps({"username": ADMIN_USER, "password": ADMIN_PASSWORD, **extra}),
+    )
+    return SecretsProvider(boto3_client=secrets)
+
+
+def tag(estate: Estate, database: dict[str, Any], **tags: str) -> None:
+    estate.session.client("rds").add_tags_to_resource(
+        ResourceName=database["DBInstanceArn"], Tags=[{"Key": key, "Value": value} for key, value in tags.items()]
+    )
+
+
+def revoked_details(estate: Estate, request_id: str) -> dict[str, Any]:
+    (revoked,) = [e for e in estate.deps.audit.for_subject(request_id) if e.event_type == AuditEventType.GRANT_REVOKED]
+    return dict(revoked.details)
+
+
+def revoke_with(estate: Estate, request_id: str, terminator: SessionTerminator) -> None:
+    deps = dataclasses.replace(estate.deps, session_terminator=terminator)
+    revoke_grant(request_id, RevokeReason.EXPIRED, "workflow", deps)
+
+
+def test_given_a_granted_request_with_open_sessions_when_revoked_then_policy_and_sessions_are_gone_and_audited(
+    estate: Estate,
+    orders: dict[str, Any],
+    postgres: PostgresServer,
+    open_sessions: OpenSessions,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    request_id = granted_request(estate)
+    terminator = SessionTerminator(
+        rds=estate.deps.rds, secrets=admin_secret(estate), grants=estate.deps.grants, unix_socket=postgres.socket
+    )
+    after_expiry(monkeypatch)
+
+    revoke_with(estate, request_id, terminator)
+
+    assert estate.grant_policies() == []
+    assert estate.attached("orders-service") == []
+    assert estate.deps.grants.get(request_id).status == RequestStatus.REVOKED
+    assert all(is_dead(connection) for connection in open_sessions.granted)
+    assert not any(is_dead(connection) for connection in open_sessions.others)
+    details = revoked_details(estate, request_id)
+    assert details["sessions_terminated"] == 3
+    assert details["session_termination"] == {
+        "status": "TERMINATED",
+        "engine": "postgres",
+        "terminated": 3,
+        "reason": None,
+    }
+
+
+def test_given_a_database_tagged_not_to_terminate_when_revoked_then_sessions_stay_and_the_reason_is_audited(
+    estate: Estate,
+    orders: dict[str, Any],
+    postgres: PostgresServer,
+    open_sessions: OpenSessions,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    tag(estate, orders, **{"accessctl:terminate-sessions": "false"})
+    request_id = granted_request(estate)
+    terminator = SessionTerminator(rds=estate.deps.rds, secrets=admin_secret(estate), unix_socket=postgres.socket)
+    after_expiry(monkeypatch)
+
+    revoke_with(estate, request_id, terminator)
+
+    assert estate.grant_policies() == []
+    assert not any(is_dead(connection) for connection in open_sessions.granted)
+    details = revoked_details(estate, request_id)
+    assert details["sessions_terminated"] == 0
+    assert details["session_termination"]["status"] == "SKIPPED"
+    assert details["session_termination"]["reason"] == "disabled by tag accessctl:terminate-sessions=false"
+
+
+def test_given_a_non_production_database_when_revoked_then_sessions_are_left_by_default(
+    estate: Estate, orders: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tag(estate, orders, environment="staging")
+    request_id = granted_request(estate)
+    terminator = SessionTerminator(rds=estate.deps.rds, secrets=admin_secret(estate))
+    after_expiry(monkeypatch)
+
+    revoke_with(estate, request_id, terminator)
+
+    termination = revoked_details(estate, request_id)["session_termination"]
+    assert termination["status"] == "SKIPPED"
+    assert termination["reason"].startswith("environment staging (not production)")
+
+
+def test_given_an_unreachable_admin_endpoint_when_revoked_then_iam_revocation_completes_and_the_failure_is_audited(
+    estate: Estate,
+    orders: dict[str, Any],
+    postgres: PostgresServer,
+    open_sessions: OpenSessions,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    request_id = granted_request(estate)
+    secrets = admin_secret(estate, host="127.0.0.1", port=closed_loopback_port())
+    terminator = SessionTerminator(rds=estate.deps.rds, secrets=secrets, grants=estate.deps.grants)
+    after_expiry(monkeypatch)
+
+    revoke_with(estate, request_id, terminator)
+
+    assert estate.grant_policies() == []
+    assert estate.attached("orders-service") == []
+    assert estate.deps.grants.get(request_id).status == RequestStatus.REVOKED
+    details = revoked_details(estate, request_id)
+    assert details["sessions_terminated"] == 0
+    assert details["session_termination"]["status"] == "FAILED"
+    assert details["session_termination"]["reason"].startswith(f"could not connect as {ADMIN_USER}")
+    assert ADMIN_PASSWORD not in json.dumps(details)
+
+
+def test_given_no_admin_secret_when_revoked_then_the_failure_names_the_secret_and_iam_revocation_completes(
+    estate: Estate, orders: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    request_id = granted_request(estate)
+    secrets = SecretsProvider(boto3_client=estate.session.client("secretsmanager"))
+    terminator = SessionTerminator(rds=estate.deps.rds, secrets=secrets)
+    after_expiry(monkeypatch)
+
+    revoke_with(estate, request_id, terminator)
+
+    assert estate.deps.grants.get(request_id).status == RequestStatus.REVOKED
+    termination = revoked_details(estate, request_id)["session_termination"]
+    assert termination["status"] == "FAILED"
+    assert "accessctl/session-admin/orders-prod" in termination["reason"]
+
+
+def test_given_a_terminator_that_raises_when_revoked_then_the_revocation_is_still_recorded(
+    estate: Estate, orders: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    request_id = granted_request(estate)
+    after_expiry(monkeypatch)
+
+    def broken(request: AccessRequest) -> Any:
+        raise RuntimeError("boom")
+
+    deps = dataclasses.replace(estate.deps, session_terminator=broken)
+    revoke_grant(request_id, RevokeReason.EXPIRED, "workflow", deps)
+
+    assert estate.deps.grants.get(request_id).status == RequestStatus.REVOKED
+    assert revoked_details(estate, request_id)["session_termination"]["reason"] == "RuntimeError: boom"
+
+
+def test_given_no_terminator_when_revoked_then_the_audit_details_are_unchanged(
+    estate: Estate, orders: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    request_id = granted_request(estate)
+    after_expiry(monkeypatch)
+
+    revoke_grant(request_id, RevokeReason.EXPIRED, "workflow", estate.deps)
+
+    assert "session_termination" not in revoked_details(estate, request_id)
