@@ -123,6 +123,28 @@ def build_parser() -> argparse.ArgumentParser:
     revoke = commands.add_parser("revoke", parents=common, help="revoke a grant now")
     revoke.add_argument("grant_id")
     revoke.set_defaults(handler=_cmd_revoke)
+
+    audit = commands.add_parser("audit", parents=common, help="query and verify the audit log (admins)")
+    audit_commands = audit.add_subparsers(dest="audit_command", required=True, metavar="AUDIT_COMMAND")
+    query = audit_commands.add_parser("query", parents=common, help="audit records matching filters (all pages)")
+    query.add_argument("--database", help="only records about this database")
+    query.add_argument("--principal", help="only records about this principal ARN")
+    query.add_argument("--subject", help="only records of this request id or resource (e.g. security-group/sg-1)")
+    query.add_argument("--type", dest="event_type", help="only this event type, e.g. BREAK_GLASS_USED")
+    query.add_argument("--outcome", help="only this outcome, e.g. DENY")
+    query.add_argument("--since", help="ISO 8601 instant (default: 30 days before --until)")
+    query.add_argument("--until", help="ISO 8601 instant (default: now)")
+    query.add_argument("--jsonl", action="store_true", help="one JSON record per line (export)")
+    query.set_defaults(handler=_cmd_audit_query)
+    access = audit_commands.add_parser("access", parents=common, help="who had access to a database, and when")
+    access.add_argument("--database", required=True)
+    access.add_argument("--from", dest="since", required=True, help="ISO 8601 instant")
+    access.add_argument("--to", dest="until", required=True, help="ISO 8601 instant")
+    access.set_defaults(handler=_cmd_audit_access)
+    verify = audit_commands.add_parser("verify", parents=common, help="verify the hash chain; report the first break")
+    verify.add_argument("--since", help="ISO 8601 instant (default: the day of --until)")
+    verify.add_argument("--until", help="ISO 8601 instant (default: now)")
+    verify.set_defaults(handler=_cmd_audit_verify)
     return parser
 
 
@@ -195,6 +217,62 @@ def _cmd_grants(client: AccessctlClient, args: argparse.Namespace) -> int:
     else:
         _out(_table(grants))
     return EXIT_OK
+
+
+def _cmd_audit_query(client: AccessctlClient, args: argparse.Namespace) -> int:
+    events = client.audit_events(
+        since=args.since,
+        until=args.until,
+        subject=args.subject,
+        principal=args.principal,
+        database=args.database,
+        type=args.event_type,
+        outcome=args.outcome,
+        limit=1000,
+    )
+    if args.jsonl:
+        for event in events:
+            print(json.dumps(event, sort_keys=True, separators=(",", ":")), flush=True)
+        return EXIT_OK
+    listed = list(events)
+    if args.json:
+        _out({"events": listed})
+    elif not listed:
+        _out("no audit records")
+    else:
+        for event in listed:
+            what = " ".join(str(event.get(name) or "-") for name in ("outcome", "principal_arn", "database"))
+            _out(f"{event['at']}  {event['event_type']:<20} {event['subject']}  {what}  {event.get('reason') or ''}")
+    return EXIT_OK
+
+
+def _cmd_audit_access(client: AccessctlClient, args: argparse.Namespace) -> int:
+    answer = client.audit_access(args.database, args.since, args.until)
+    if args.json:
+        _out(answer)
+    elif not answer.get("grants"):
+        _out(f"nobody had access to {args.database} between {answer.get('since')} and {answer.get('until')}")
+    else:
+        for grant in answer["grants"]:
+            flag = " BREAK-GLASS" if grant.get("break_glass") else ""
+            _out(
+                f"{grant['grant_id']}  {grant.get('principal_arn') or '-'}  {grant.get('db_user') or '-'}  "
+                f"{grant['issued_at']} -> {grant.get('ends_at') or 'open'}  approved by: "
+                f"{grant.get('approved_by') or '-'}{flag}"
+            )
+    return EXIT_OK
+
+
+def _cmd_audit_verify(client: AccessctlClient, args: argparse.Namespace) -> int:
+    report = client.audit_verify(args.since, args.until)
+    if args.json:
+        _out(report)
+    elif report.get("ok"):
+        _out(f"ok: {report.get('records')} records in {report.get('streams')} streams verify")
+    else:
+        found = report.get("first_break") or {}
+        _out(f"BROKEN at {found.get('stream')} #{found.get('sequence')} ({found.get('kind')}): {found.get('detail')}")
+    return EXIT_OK if report.get("ok") else EXIT_ERROR
 
 
 def _cmd_revoke(client: AccessctlClient, args: argparse.Namespace) -> int:

@@ -11,7 +11,7 @@ import ssl
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from importlib import metadata
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
@@ -205,6 +205,43 @@ class AccessctlClient:
             if token in seen:  # a server bug must not turn into an endless loop
                 raise TransportError(f"the API repeated pagination token {token!r}")
             seen.add(token)
+
+    # ------------------------------------------------------------------ audit (admins only)
+
+    def audit_page(self, next_token: str | None = None, **filters: str | int | None) -> dict[str, Any]:
+        """One page of ``GET /audit``: ``{"events": [...], "next_token": ...}``.
+
+        Filters: ``since``, ``until`` (ISO 8601), ``subject``, ``principal``, ``database``, ``type``,
+        ``outcome``, ``limit``.
+        """
+        query = {name: str(value) for name, value in filters.items() if value is not None}
+        if next_token:
+            query["next_token"] = next_token
+        return dict(self._call("GET", "/audit", query=query, retry=True))
+
+    def audit_events(self, **filters: str | int | None) -> Iterator[dict[str, Any]]:
+        """Every audit record matching the filters, oldest first, following ``next_token``."""
+        seen: set[str] = set()
+        token: str | None = None
+        while True:
+            page = self.audit_page(token, **filters)
+            yield from page.get("events") or []
+            token = page.get("next_token") or None
+            if token is None:
+                return
+            if token in seen:
+                raise TransportError(f"the API repeated pagination token {token!r}")
+            seen.add(token)
+
+    def audit_access(self, database: str, since: str, until: str) -> dict[str, Any]:
+        """Who had access to ``database`` between ``since`` and ``until`` (``GET /audit/access``)."""
+        query = {"database": database, "from": since, "to": until}
+        return dict(self._call("GET", "/audit/access", query=query, retry=True))
+
+    def audit_verify(self, since: str | None = None, until: str | None = None) -> dict[str, Any]:
+        """Verify the audit hash chain over the days of [since, until] (``GET /audit/verify``)."""
+        query = {name: value for name, value in (("since", since), ("until", until)) if value}
+        return dict(self._call("GET", "/audit/verify", query=query, retry=True))
 
     def revoke(self, grant_id: str) -> GrantRecord:
         """Revoke a grant now (``DELETE /grants/{grant_id}``) and return it as revoked."""

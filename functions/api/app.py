@@ -4,6 +4,7 @@ API Gateway authorises every route with AWS_IAM (SigV4); the caller is read from
 request context only. Bodies and query strings are validated by the resolver (pydantic).
 """
 
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
@@ -15,7 +16,9 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
     IdempotencyValidationError,
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import ValidationError
 
+from accessctl import audit_query
 from accessctl.access_requests import (
     get_request,
     idempotency_config,
@@ -23,13 +26,16 @@ from accessctl.access_requests import (
     revoke_early,
     submit_request,
 )
+from accessctl.audit import VerifyReport, verify
+from accessctl.audit_query import AccessAnswer, AuditFilter, AuditPage
 from accessctl.dependencies import default_dependencies
-from accessctl.errors import AccessctlError
+from accessctl.errors import AccessctlError, BadRequestError, ForbiddenError
 from accessctl.id_tokens import ID_TOKEN_HEADER, verify_id_token
 from accessctl.models import (
     DATABASE_ID_PATTERN,
     REQUEST_ID_PATTERN,
     AccessRequestSubmission,
+    AuditEventType,
     Caller,
     GrantList,
     GrantView,
@@ -113,6 +119,69 @@ def read_grants(
 @app.delete("/grants/<grant_id>", summary="Revoke a grant now")
 def delete_grant(grant_id: Annotated[str, Path(pattern=REQUEST_ID_PATTERN)]) -> GrantView:
     return revoke_early(grant_id, current_caller(), default_dependencies())
+
+
+def utc_now_dt() -> datetime:
+    return datetime.now(UTC)
+
+
+def _admin_audit_table() -> Any:
+    """The audit table, for an admin caller only (403 otherwise)."""
+    if not current_caller().is_admin:
+        raise ForbiddenError("only admins may read the audit log")
+    return default_dependencies().audit.table
+
+
+@app.get("/audit", summary="Query the audit log (admins only)")
+def read_audit(
+    since: Annotated[str | None, Query(max_length=40, description="ISO 8601 instant")] = None,
+    until: Annotated[str | None, Query(max_length=40, description="ISO 8601 instant")] = None,
+    subject: Annotated[str | None, Query(max_length=512, description="Request id or resource")] = None,
+    principal: Annotated[str | None, Query(max_length=2048, description="Principal ARN")] = None,
+    database: Annotated[str | None, Query(pattern=DATABASE_ID_PATTERN)] = None,
+    event_type: Annotated[AuditEventType | None, Query(alias="type")] = None,
+    outcome: Annotated[str | None, Query(max_length=64)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    next_token: Annotated[str | None, Query(max_length=4096)] = None,
+) -> AuditPage:
+    table = _admin_audit_table()
+    try:
+        flt = AuditFilter(
+            since=since,
+            until=until,
+            subject=subject,
+            principal_arn=principal,
+            database=database,
+            event_type=event_type,
+            outcome=outcome,
+            limit=limit,
+        )
+    except ValidationError as error:
+        raise BadRequestError(str(error.errors()[0]["msg"])) from error
+    return audit_query.query(table, flt, next_token)
+
+
+@app.get("/audit/access", summary="Who had access to a database between two instants (admins only)")
+def read_audit_access(
+    database: Annotated[str, Query(pattern=DATABASE_ID_PATTERN)],
+    since: Annotated[str, Query(alias="from", max_length=40, description="ISO 8601 instant")],
+    until: Annotated[str, Query(alias="to", max_length=40, description="ISO 8601 instant")],
+) -> AccessAnswer:
+    return audit_query.access_between(_admin_audit_table(), database, since, until)
+
+
+@app.get("/audit/verify", summary="Verify the audit hash chain over a time range (admins only)")
+def read_audit_verify(
+    since: Annotated[str | None, Query(max_length=40, description="ISO 8601 instant")] = None,
+    until: Annotated[str | None, Query(max_length=40, description="ISO 8601 instant")] = None,
+) -> VerifyReport:
+    table = _admin_audit_table()
+    bounds = AuditFilter(since=since, until=until)  # normalised (400 on a malformed instant)
+    end = bounds.until or audit_query.iso(utc_now_dt())
+    start = bounds.since or end  # default: the streams of the day of `until`
+    if start > end:
+        raise BadRequestError("since is after until")
+    return verify(table, start, end)
 
 
 @app.exception_handler(AccessctlError)

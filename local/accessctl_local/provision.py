@@ -20,6 +20,7 @@ AWS::Lambda::Permission            resource policy statement
 AWS::StepFunctions::StateMachine   created via the Step Functions API with substitutions resolved
 AWS::Scheduler::Schedule           EventBridge Scheduler schedule; also fired by ``schedules.py``
 AWS::Events::Rule                  EventBridge rule; scheduled ones also fired by ``schedules.py``
+AWS::CloudWatch::Alarm/Dashboard   recorded in moto's CloudWatch (nothing evaluates them locally)
 AWS::ApiGateway::RestApi/Stage/    not created in moto: served by ``api.py`` (ids are generated)
 Deployment
 =================================  =================================================================
@@ -555,6 +556,33 @@ def _api_deployment(p: Provisioner, logical_id: str, props: dict[str, Any]) -> D
     return DeployedResource(logical_id, "AWS::ApiGateway::Deployment", deployment_id, {}, props, True)
 
 
+_ALARM_FIELDS = (
+    "AlarmName", "AlarmDescription", "ActionsEnabled", "OKActions", "AlarmActions", "InsufficientDataActions",
+    "MetricName", "Namespace", "Statistic", "ExtendedStatistic", "Dimensions", "Period", "Unit",
+    "EvaluationPeriods", "DatapointsToAlarm", "Threshold", "ComparisonOperator", "TreatMissingData", "Metrics",
+)  # fmt: skip
+
+
+def _cloudwatch_alarm(p: Provisioner, logical_id: str, props: dict[str, Any]) -> DeployedResource:
+    args = _pick(props, *_ALARM_FIELDS)
+    args.setdefault("AlarmName", p.physical_name(logical_id, 255))
+    for number in ("Period", "EvaluationPeriods", "DatapointsToAlarm"):
+        if number in args:
+            args[number] = int(args[number])
+    if "Threshold" in args:
+        args["Threshold"] = float(args["Threshold"])
+    cloudwatch = p.client("cloudwatch")
+    cloudwatch.put_metric_alarm(**args)
+    arn = cloudwatch.describe_alarms(AlarmNames=[args["AlarmName"]])["MetricAlarms"][0]["AlarmArn"]
+    return DeployedResource(logical_id, "AWS::CloudWatch::Alarm", args["AlarmName"], {"Arn": arn}, props)
+
+
+def _cloudwatch_dashboard(p: Provisioner, logical_id: str, props: dict[str, Any]) -> DeployedResource:
+    name = props.get("DashboardName") or p.physical_name(logical_id, 255)
+    p.client("cloudwatch").put_dashboard(DashboardName=name, DashboardBody=props["DashboardBody"])
+    return DeployedResource(logical_id, "AWS::CloudWatch::Dashboard", name, {}, props)
+
+
 _PROVISIONERS: dict[str, Callable[[Provisioner, str, dict[str, Any]], DeployedResource]] = {
     "AWS::DynamoDB::Table": _dynamodb_table,
     "AWS::SNS::Topic": _sns_topic,
@@ -569,6 +597,8 @@ _PROVISIONERS: dict[str, Callable[[Provisioner, str, dict[str, Any]], DeployedRe
     "AWS::ApiGateway::RestApi": _rest_api,
     "AWS::ApiGateway::Stage": _api_stage,
     "AWS::ApiGateway::Deployment": _api_deployment,
+    "AWS::CloudWatch::Alarm": _cloudwatch_alarm,
+    "AWS::CloudWatch::Dashboard": _cloudwatch_dashboard,
 }
 
 SUPPORTED_RESOURCE_TYPES = frozenset(_PROVISIONERS)

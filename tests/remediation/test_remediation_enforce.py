@@ -300,8 +300,8 @@ def test_given_drift_the_events_missed_when_the_schedule_fires_then_the_full_sca
         assert cidrs(emulated.ingress(group)) == {("tcp", 5432, 5432, "10.0.0.0/8"), ("tcp", 443, 443, "0.0.0.0/0")}
     counts = stack.api_call_counts()
     assert counts[("ec2", "RevokeSecurityGroupIngress")] == 3  # the floor: one per open group
-    # and the scan's audit records went in one batch, one record per fix
-    assert counts[("dynamodb", "BatchWriteItem")] == 1 and ("dynamodb", "PutItem") not in counts
+    # and the scan's audit records went in one chained batch (one transaction), one record per fix
+    assert counts[("dynamodb", "TransactWriteItems")] == 1 and ("dynamodb", "PutItem") not in counts
     for group in groups:
         (record,) = audit_records(stack, f"security-group/{group}")
         assert record["event_type"] == "REMEDIATION_APPLIED" and record["details"]["trigger"]["kind"] == "schedule"

@@ -229,6 +229,11 @@ class AuditEvent(BaseModel):
     outcome: str | None = None
     reason: str | None = None
     details: dict[str, Any] = Field(default_factory=dict)
+    # The hash chain (accessctl.audit): set once the record is written to its stream.
+    stream: str | None = None
+    sequence: int | None = None
+    previous_hash: str | None = None
+    record_hash: str | None = None
 
 
 # ------------------------------------------------------------------ API answers

@@ -1,0 +1,161 @@
+"""The hash chain: append, verify, and find an edited or deleted record at its position."""
+
+from __future__ import annotations
+
+import json
+import threading
+from typing import Any
+
+import pytest
+
+from tests.conftest import Estate
+
+
+@pytest.fixture
+def audit(estate: Estate) -> Any:
+    return estate.deps.audit
+
+
+def _append(audit: Any, count: int, subject: str = "req-1") -> list[Any]:
+    from accessctl.models import AuditEventType
+
+    return [
+        audit.append(AuditEventType.REQUEST_SUBMITTED, subject=subject, actor="tester", details={"n": n})
+        for n in range(count)
+    ]
+
+
+def _today(events: list[Any]) -> str:
+    return str(events[0].at)
+
+
+def test_given_appended_records_when_verified_then_the_chain_holds(audit: Any) -> None:
+    from accessctl.audit import verify
+
+    events = _append(audit, 5) + _append(audit, 3, subject="req-2")
+
+    assert [event.sequence for event in events[:5]] == [1, 2, 3, 4, 5]
+    assert events[1].previous_hash == events[0].record_hash
+    report = verify(audit.table, _today(events), _today(events))
+    assert report.ok and report.records == 8 and report.first_break is None
+
+
+def test_given_a_hand_edited_record_when_verified_then_it_is_found_at_its_position(audit: Any) -> None:
+    from accessctl.audit import verify
+
+    events = _append(audit, 5)
+    target = events[2]
+    audit.table.update_item(
+        Key={"subject": target.subject, "event_key": f"{target.at}#{target.event_id}"},
+        UpdateExpression="SET reason = :r",
+        ExpressionAttributeValues={":r": "nothing to see here"},
+    )
+
+    report = verify(audit.table, _today(events), _today(events))
+
+    assert not report.ok and report.first_break is not None
+    assert (report.first_break.stream, report.first_break.sequence) == (target.stream, 3)
+    assert report.first_break.kind == "edited"
+
+
+def test_given_an_edited_and_rehashed_record_when_verified_then_the_next_one_breaks(audit: Any) -> None:
+    from accessctl.audit import record_hash, verify
+
+    events = _append(audit, 4)
+    target = events[1]
+    key = {"subject": target.subject, "event_key": f"{target.at}#{target.event_id}"}
+    item = audit.table.get_item(Key=key)["Item"]
+    item["details"] = json.dumps({"n": 99})
+    item["record_hash"] = record_hash(item)
+    audit.table.put_item(Item=item)
+
+    report = verify(audit.table, _today(events), _today(events))
+
+    assert report.first_break is not None
+    assert (report.first_break.sequence, report.first_break.kind) == (3, "previous_hash")
+
+
+def test_given_a_deleted_record_when_verified_then_it_is_reported_missing_at_its_position(audit: Any) -> None:
+    from accessctl.audit import verify
+
+    events = _append(audit, 5)
+    target = events[3]
+    audit.table.delete_item(Key={"subject": target.subject, "event_key": f"{target.at}#{target.event_id}"})
+
+    report = verify(audit.table, _today(events), _today(events))
+
+    assert report.first_break is not None
+    assert (report.first_break.sequence, report.first_break.kind) == (4, "missing")
+    assert report.first_break.event_key == f"{target.at}#{target.event_id}"
+
+
+def test_given_the_last_record_deleted_when_verified_then_the_tail_is_missed(audit: Any) -> None:
+    from accessctl.audit import verify
+
+    events = _append(audit, 3)
+    target = events[-1]
+    audit.table.delete_item(Key={"subject": target.subject, "event_key": f"{target.at}#{target.event_id}"})
+
+    report = verify(audit.table, _today(events), _today(events))
+
+    assert report.first_break is not None and report.first_break.sequence == 3
+
+
+class _Serialised:
+    """moto's DynamoDB is not thread-safe: one call at a time, yet writers still race between reading
+    the head and committing (the window the optimistic retry is for)."""
+
+    def __init__(self, client: Any) -> None:
+        self._client, self._lock = client, threading.Lock()
+
+    def __getattr__(self, name: str) -> Any:
+        operation = getattr(self._client, name)
+
+        def locked(**kwargs: Any) -> Any:
+            with self._lock:
+                return operation(**kwargs)
+
+        return locked
+
+
+def test_given_concurrent_writers_when_appending_then_every_record_is_chained_once(estate: Estate) -> None:
+    from accessctl.audit import AuditLog, verify
+    from accessctl.remediation.audit_table import AuditTable
+
+    audit = AuditLog(AuditTable(_Serialised(estate.session.client("dynamodb")), "audit"))
+    written: list[Any] = []
+    lock = threading.Lock()
+
+    def writer(index: int) -> None:
+        events = _append(audit, 10, subject="shared-subject")
+        with lock:
+            written.extend(events)
+
+    threads = [threading.Thread(target=writer, args=(index,)) for index in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert sorted(event.sequence for event in written) == list(range(1, 41))
+    report = verify(estate.deps.audit.table, _today(written), _today(written))
+    assert report.ok and report.records == 40
+
+
+def test_given_a_remediation_batch_when_written_then_its_records_are_in_the_chain(estate: Estate) -> None:
+    from accessctl.audit import AuditLog, verify
+    from accessctl.models import AuditEventType
+    from accessctl.remediation.audit_table import AuditTable
+
+    table = AuditTable(estate.session.client("dynamodb"), "audit")
+    log = AuditLog(table)
+    with table.batched():
+        for n in range(60):
+            log.append(
+                AuditEventType.REMEDIATION_APPLIED, subject="security-group/sg-1", actor="remediator", details={"n": n}
+            )
+    records = estate.deps.audit.for_subject("security-group/sg-1")
+
+    assert sorted(record.sequence or 0 for record in records) == list(range(1, 61))
+    report = verify(estate.deps.audit.table, records[0].at, records[-1].at)
+    assert report.ok and report.records == 60

@@ -1,0 +1,65 @@
+"""``accessctl audit ...`` against the client's stand-in API: paging, JSON lines, verify exit codes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from accessctl_client.cli import main
+from tests.client.accessctl_stub import StubApi, assert_signed
+
+pytestmark = pytest.mark.usefixtures("aws_env", "clock")
+
+
+@pytest.fixture
+def cli_api(api: StubApi, monkeypatch: pytest.MonkeyPatch) -> StubApi:
+    monkeypatch.setenv("ACCESSCTL_API_URL", api.base_url)
+    return api
+
+
+def _event(n: int) -> dict[str, object]:
+    return {"at": f"2026-12-01T00:00:0{n}.000000Z", "event_type": "BREAK_GLASS_USED", "subject": f"g{n}"}
+
+
+def test_given_two_pages_when_exporting_jsonl_then_every_record_once_per_line(
+    cli_api: StubApi, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cli_api.on(
+        "GET",
+        "/audit",
+        (200, {"events": [_event(1), _event(2)], "next_token": "t1"}),
+        (200, {"events": [_event(3)], "next_token": None}),
+    )
+
+    code = main(["audit", "query", "--type", "BREAK_GLASS_USED", "--since", "2026-12-01T00:00:00Z", "--jsonl"])
+
+    assert code == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [json.loads(line)["subject"] for line in lines] == ["g1", "g2", "g3"]
+    first, second = cli_api.requests
+    assert first.query["type"] == "BREAK_GLASS_USED" and "next_token" not in first.query
+    assert second.query["next_token"] == "t1"
+    assert_signed(first)
+
+
+def test_given_a_broken_chain_when_verifying_then_it_says_where_and_exits_1(
+    cli_api: StubApi, capsys: pytest.CaptureFixture[str]
+) -> None:
+    found = {"stream": "2026-12-01#3", "sequence": 7, "kind": "missing", "detail": "record 7 is missing (deleted)"}
+    cli_api.on("GET", "/audit/verify", (200, {"ok": False, "records": 6, "streams": 1, "first_break": found}))
+
+    code = main(["audit", "verify", "--since", "2026-12-01T00:00:00Z"])
+
+    assert code == 1
+    assert "2026-12-01#3 #7 (missing)" in capsys.readouterr().out
+
+
+def test_given_access_when_asked_then_grants_are_listed(cli_api: StubApi, capsys: pytest.CaptureFixture[str]) -> None:
+    grant = {"grant_id": "g1", "principal_arn": "arn:p", "db_user": "app", "issued_at": "T1", "ends_at": "T2"}
+    cli_api.on("GET", "/audit/access", (200, {"database": "orders", "since": "a", "until": "b", "grants": [grant]}))
+
+    code = main(["audit", "access", "--database", "orders", "--from", "2026-12-01T00:00:00Z", "--to", "2026-12-02"])
+
+    assert code == 0 and "g1  arn:p  app  T1 -> T2" in capsys.readouterr().out
+    assert cli_api.requests[0].query == {"database": "orders", "from": "2026-12-01T00:00:00Z", "to": "2026-12-02"}
