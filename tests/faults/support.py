@@ -17,7 +17,7 @@ from botocore.exceptions import ClientError
 from accessctl.access_requests import submit_request
 from accessctl.grant_policy import POLICY_NAME_PREFIX, grant_policy_problems, policy_name_for
 from accessctl.grants import SweepReport, current_policy_document, evaluate_request, sweep_expired_grants
-from accessctl.models import AccessRequestSubmission, Caller, Outcome, RequestStatus, to_iso, utc_now
+from accessctl.models import AccessRequestSubmission, AuditEventType, Caller, Outcome, RequestStatus, to_iso, utc_now
 from accessctl.policy import PolicyEngine
 from accessctl.principals import resolve_caller
 from accessctl.store import GrantsStore
@@ -232,3 +232,18 @@ def sweep_then_check(
     if expected is not None:
         assert all(expected(request_id) for request_id in by_id)
     return report
+
+
+def audit_write_fails_once(estate: Estate, monkeypatch: pytest.MonkeyPatch, event_type: AuditEventType) -> None:
+    """The next audit write of ``event_type`` fails (the audit table is unavailable); later ones succeed."""
+    original_append = estate.deps.audit.append
+    failures = iter([RuntimeError("audit table unavailable")])
+
+    def failing_once(kind: AuditEventType, **kwargs: Any) -> Any:
+        if kind == event_type:
+            error = next(failures, None)
+            if error is not None:
+                raise error
+        return original_append(kind, **kwargs)
+
+    monkeypatch.setattr(estate.deps.audit, "append", failing_once)

@@ -16,6 +16,7 @@ from tests.conftest import Estate
 from tests.faults.support import (
     FaultyClient,
     allowed_request,
+    audit_write_fails_once,
     grant_policies,
     move_clock,
     server_error,
@@ -144,17 +145,7 @@ def test_given_the_issued_audit_write_failed_when_the_step_is_retried_then_the_r
     from accessctl.models import AuditEventType
 
     request_id = allowed_request(estate)
-    original_append = estate.deps.audit.append
-    failures = iter([RuntimeError("audit table unavailable")])
-
-    def failing_once(event_type: AuditEventType, **kwargs: Any) -> Any:
-        if event_type == AuditEventType.GRANT_ISSUED:
-            error = next(failures, None)
-            if error is not None:
-                raise error
-        return original_append(event_type, **kwargs)
-
-    monkeypatch.setattr(estate.deps.audit, "append", failing_once)
+    audit_write_fails_once(estate, monkeypatch, AuditEventType.GRANT_ISSUED)
     with pytest.raises(RuntimeError):
         issue_grant(request_id, estate.deps)
 
@@ -173,17 +164,7 @@ def test_given_the_revoked_audit_write_failed_when_revocation_is_retried_then_th
     request_id = allowed_request(estate)
     issue_grant(request_id, estate.deps)
     move_clock(monkeypatch, 11)
-    original_append = estate.deps.audit.append
-    failures = iter([RuntimeError("audit table unavailable")])
-
-    def failing_once(event_type: AuditEventType, **kwargs: Any) -> Any:
-        if event_type == AuditEventType.GRANT_REVOKED:
-            error = next(failures, None)
-            if error is not None:
-                raise error
-        return original_append(event_type, **kwargs)
-
-    monkeypatch.setattr(estate.deps.audit, "append", failing_once)
+    audit_write_fails_once(estate, monkeypatch, AuditEventType.GRANT_REVOKED)
     with pytest.raises(RuntimeError):
         revoke_grant(request_id, RevokeReason.EXPIRED, "workflow", estate.deps)
 
