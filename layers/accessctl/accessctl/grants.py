@@ -132,25 +132,21 @@ def issue_grant(request_id: str, deps: Dependencies) -> Grant:
     _create_or_reuse_policy(grant, request, document, deps)
     call(deps.iam.attach_role_policy, RoleName=request.role_name, PolicyArn=grant.policy_arn)
     deps.grants.record_active(request_id)
-    deps.audit.append(
-        AuditEventType.GRANT_ISSUED,
-        subject=request_id,
-        actor="workflow",
-        request=request,
-        outcome="GRANTED",
-        reason=decision.reason,
-        details={"policy_arn": grant.policy_arn, "expires_at": grant.expires_at, "policy_document": document},
-    )
+    _audit_grant_issued(request, grant, deps)
     metrics.add_metric(name="GrantsIssued", unit="Count", value=1)
     logger.info("grant issued", extra={"request_id": request_id, "expires_at": grant.expires_at})
     return grant
 
 
 def _audit_issue_once(request: AccessRequest, deps: Dependencies) -> None:
-    grant = request.grant
-    assert grant is not None
+    assert request.grant is not None
     if any(event.event_type == AuditEventType.GRANT_ISSUED for event in deps.audit.for_subject(request.request_id)):
         return
+    _audit_grant_issued(request, request.grant, deps, recorded_on_retry=True)
+
+
+def _audit_grant_issued(request: AccessRequest, grant: Grant, deps: Dependencies, **extra: Any) -> None:
+    """The GRANT_ISSUED record, with the document as issued (rebuilt from the grant: it is deterministic)."""
     deps.audit.append(
         AuditEventType.GRANT_ISSUED,
         subject=request.request_id,
@@ -162,7 +158,7 @@ def _audit_issue_once(request: AccessRequest, deps: Dependencies) -> None:
             "policy_arn": grant.policy_arn,
             "expires_at": grant.expires_at,
             "policy_document": build_grant_policy(grant.resource_arn, grant.expires_at),
-            "recorded_on_retry": True,
+            **extra,
         },
     )
 
