@@ -39,7 +39,46 @@ class Settings(BaseModel):
     posture_webhook_secret_name: str | None = None
     posture_max_age_hours: int = Field(default=24, ge=1, le=24 * 30)
 
-    @field_validator("oidc_issuer", "oidc_audience", "oidc_jwks_uri", "posture_table", mode="before")
+    # Approvals: the table holding pending approvals and their task tokens; the default timeout
+    # when a rule names none (@approval_timeout_minutes).
+    approvals_table: str | None = None
+    approval_timeout_minutes: int = Field(default=60, ge=1, le=7 * 24 * 60)
+    # The holder is warned this many minutes before a grant expires (0: no warning).
+    expiry_warning_minutes: int = Field(default=5, ge=0, le=60)
+
+    # Chat-ops. Slack: one secret (JSON with signing_secret and bot_token), the one workspace and
+    # app accepted, the channel per approver group ("db-owners=C0123,dba=C0456"), and whether the
+    # workspace enforces two-factor sign-in for every member (then a Slack request carries mfa=true).
+    slack_secret_name: str | None = None
+    slack_team_id: str | None = None
+    slack_app_id: str | None = None
+    slack_api_url: str | None = None  # the Slack Web API base URL (default https://slack.com/api/)
+    slack_approval_channels: str = ""
+    slack_workspace_enforces_mfa: bool = False
+    slack_worker_function_name: str | None = None
+    # The people directory (an SSM parameter holding JSON: identity -> role and groups) that maps a
+    # verified company identity to the role that receives its grants and the groups it belongs to.
+    people_directory_parameter: str | None = None
+    # Chat-ops bots (Hubot, Errbot, Teams bots) allowed to ask on behalf of a named person.
+    chatops_bot_role_arns: str = ""
+    # Microsoft Teams: a secret holding the incoming-webhook URL (unset: no Teams notifications).
+    teams_webhook_secret_name: str | None = None
+
+    @field_validator(
+        "oidc_issuer",
+        "oidc_audience",
+        "oidc_jwks_uri",
+        "posture_table",
+        "approvals_table",
+        "slack_secret_name",
+        "slack_team_id",
+        "slack_app_id",
+        "slack_api_url",
+        "slack_worker_function_name",
+        "people_directory_parameter",
+        "teams_webhook_secret_name",
+        mode="before",
+    )
     @classmethod
     def _empty_is_unset(cls, value: str | None) -> str | None:
         return value or None
@@ -54,6 +93,16 @@ class Settings(BaseModel):
     @property
     def admins(self) -> frozenset[str]:
         return frozenset(arn.strip() for arn in self.admin_role_arns.split(",") if arn.strip())
+
+    @property
+    def chatops_bots(self) -> frozenset[str]:
+        return frozenset(arn.strip() for arn in self.chatops_bot_role_arns.split(",") if arn.strip())
+
+    @property
+    def approval_channels(self) -> dict[str, str]:
+        """Approver group -> Slack channel id, from ``group=channel`` pairs."""
+        pairs = (item.split("=", 1) for item in self.slack_approval_channels.split(",") if "=" in item)
+        return {group.strip(): channel.strip() for group, channel in pairs if group.strip() and channel.strip()}
 
 
 @lru_cache(maxsize=1)

@@ -59,7 +59,8 @@ class RequestStatus(StrEnum):
     REVOKED = "REVOKED"
     FAILED = "FAILED"  # no grant was made (or a half-made one was removed)
     EXTENDED = "EXTENDED"  # allowed, and served by extending the caller's active grant (see extends)
-    NEEDS_APPROVAL = "NEEDS_APPROVAL"  # policy allows it only after approval; nothing granted yet
+    NEEDS_APPROVAL = "NEEDS_APPROVAL"  # policy allows it only after approval; waiting for approvers
+    EXPIRED = "EXPIRED"  # the approvals did not come within the rule's approval timeout; nothing granted
 
 
 class Outcome(StrEnum):
@@ -159,6 +160,34 @@ class Grant(BaseModel):
     extended_by: list[str] = Field(default_factory=list)  # later requests that moved the expiry
 
 
+class RequestOrigin(StrEnum):
+    API = "api"  # signed (SigV4) by the principal who receives the grant
+    SLACK = "slack"  # a Slack slash command, by a workspace member mapped to a company identity
+    CHATOPS_BOT = "chatops-bot"  # an allow-listed chat-ops bot (SigV4) on behalf of a named person
+
+
+class SlackOrigin(BaseModel):
+    """Where in Slack a request came from (ids only; used to answer the requester there)."""
+
+    team_id: str
+    user_id: str
+    channel_id: str | None = None
+
+
+class Requester(BaseModel):
+    """The person a request is for, when they did not sign it themselves (Slack, chat-ops bots).
+
+    ``identity`` is the company identity (a verified email address); ``groups`` come from the
+    people directory, never from the chat payload; ``source`` says how both were established.
+    """
+
+    identity: str
+    groups: list[str] = Field(default_factory=list)
+    source: str
+    slack: SlackOrigin | None = None
+    via: str | None = None  # the chat-ops bot's principal ARN that asked on their behalf
+
+
 class AccessRequest(BaseModel):
     """A request and everything that happened to it: the record in the grants table."""
 
@@ -181,6 +210,13 @@ class AccessRequest(BaseModel):
     grant: Grant | None = None
     extends: str | None = None  # for EXTENDED: the request whose grant this one extended
     failure: str | None = None
+    origin: RequestOrigin = RequestOrigin.API
+    requester: Requester | None = None  # set for Slack and chat-ops bot requests
+
+    @property
+    def requested_by(self) -> str:
+        """The person (or workload) the request is for: the company identity, else the signer."""
+        return self.requester.identity if self.requester else self.principal_arn
 
 
 class WorkflowInput(BaseModel):
@@ -192,6 +228,53 @@ class WorkflowInput(BaseModel):
     database: str
     db_user: str
     requested_minutes: int
+
+
+# ------------------------------------------------------------------ approvals
+
+
+class ApprovalStatus(StrEnum):
+    PENDING = "PENDING"
+    APPROVED = "APPROVED"
+    DENIED = "DENIED"
+    EXPIRED = "EXPIRED"
+
+
+class ApprovalVote(BaseModel):
+    """One approver's answer. ``approver`` is a company identity, established server-side."""
+
+    approver: str
+    decision: Literal["APPROVE", "DENY"]
+    at: str
+    via: str  # how it arrived: "slack:T0001/U0002", or the signing principal's ARN
+
+
+class MessageRef(BaseModel):
+    """A chat message that shows the approval (updated for everyone once it is decided)."""
+
+    channel: str
+    ts: str
+
+
+class Approval(BaseModel):
+    """An approval the workflow waits for. The Step Functions task token is stored beside this
+    record in the approvals table and never leaves the server."""
+
+    request_id: str
+    approver_group: str
+    approvals_required: int = Field(ge=1)
+    requester: str  # company identity (or principal ARN): may never approve their own request
+    status: ApprovalStatus = ApprovalStatus.PENDING
+    votes: list[ApprovalVote] = Field(default_factory=list)
+    requested_at: str
+    deadline: str  # after this the workflow's wait times out and the request ends EXPIRED
+    decided_at: str | None = None
+    decided_by: list[str] = Field(default_factory=list)  # the approvers (or the one denier)
+    messages: list[MessageRef] = Field(default_factory=list)
+
+    @property
+    def approvers(self) -> list[str]:
+        return [vote.approver for vote in self.votes if vote.decision == "APPROVE"]
 
 
 # ------------------------------------------------------------------ audit
@@ -212,6 +295,10 @@ class AuditEventType(StrEnum):
     BREAK_GLASS_USED = "BREAK_GLASS_USED"
     GRANT_TAMPERED = "GRANT_TAMPERED"
     ORPHAN_REMOVED = "ORPHAN_REMOVED"
+    APPROVAL_REQUESTED = "APPROVAL_REQUESTED"
+    APPROVAL_VOTE = "APPROVAL_VOTE"  # one approver approved or denied
+    APPROVAL_REFUSED = "APPROVAL_REFUSED"  # an approval attempt that was not counted (self, not in group, ...)
+    REQUEST_EXPIRED = "REQUEST_EXPIRED"  # approvals did not come in time
 
 
 class AuditEvent(BaseModel):
@@ -330,8 +417,11 @@ class RevokeInput(StepInput):
     actor: Annotated[str, StringConstraints(min_length=1, max_length=2048)] = "workflow"
 
 
+NotifyEvent = Literal["GRANTED", "EXTENDED", "DENIED", "REVOKED", "FAILED", "EXPIRED", "EXPIRING"]
+
+
 class NotifyInput(StepInput):
-    event: Literal["GRANTED", "EXTENDED", "DENIED", "REVOKED", "FAILED"]
+    event: NotifyEvent
 
 
 class StepError(BaseModel):
