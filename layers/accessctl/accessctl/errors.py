@@ -47,3 +47,22 @@ class QuotaExceededError(AccessctlError):
     """An IAM quota would be exceeded; refused before any change is made."""
 
     status_code = 409
+
+
+class ChatError(AccessctlError):
+    """A chat platform (Slack, Teams) refused a call for a reason retrying will not fix.
+
+    ``code`` is the platform's error code (Slack's ``error`` field, e.g. ``channel_not_found``).
+    """
+
+    status_code = 502
+
+    def __init__(self, message: str, code: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class ApprovalChannelError(AccessctlError):
+    """An approver group has no chat channel configured, so nobody could be asked."""
+
+    status_code = 500
