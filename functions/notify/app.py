@@ -7,15 +7,13 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from accessctl.dependencies import default_dependencies
 from accessctl.models import NotifyInput
-from accessctl.notify import LogNotifier, Notifier, SnsNotifier
+from accessctl.notify import Notifier, build_notifier
 from accessctl.observability import logger, metrics, tracer
 
 
 def _notifier() -> Notifier:
     deps = default_dependencies()
-    if deps.settings.notify_topic_arn:
-        return SnsNotifier(deps.sns, deps.settings.notify_topic_arn)
-    return LogNotifier()
+    return build_notifier(deps.settings, deps.sns)
 
 
 @logger.inject_lambda_context(correlation_id_path="request_id")

@@ -1,19 +1,39 @@
 """Notifications: one interface, with SNS as the channel every deployment has.
 
-Chat channels (Slack, Teams) implement :class:`Notifier` too; a failed notification never
-fails a grant or a revocation (the workflow catches it), but it is logged.
+Chat channels (Slack, Teams) implement :class:`Notifier` too, and :class:`FanOutNotifier` sends
+to all of them. A failed notification never fails a grant or a revocation (the workflow catches
+it), but it is logged and counted (metric ``NotificationFailures``, dimension ``channel``).
+
+Approvers are asked through an :class:`ApprovalChannel` (Slack: :class:`SlackApprovalChannel`).
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any, Protocol
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, cast, get_args
+
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
 from accessctl.aws import call
-from accessctl.models import AccessRequest
-from accessctl.observability import logger
+from accessctl.chat import require_webhook_url
+from accessctl.errors import ApprovalChannelError, ChatError, TransientError
+from accessctl.models import AccessRequest, Approval, MessageRef, NotifyEvent
+from accessctl.observability import SERVICE, logger, metrics
+
+if TYPE_CHECKING:
+    # Imported where used instead: slack_sdk costs ~0.2 s of cold start, and the grant and sweep
+    # functions import this module for SNS alone.
+    from accessctl.chat.slack import SlackApi
+    from accessctl.config import Settings
 
 NOTIFY_EVENTS = ("GRANTED", "EXTENDED", "DENIED", "REVOKED", "FAILED")
+# The events a requester is told about in chat (the workflow's NotifyEvent); others (BREAK_GLASS,
+# TAMPERED, ORPHAN_REMOVED) are for the operators' channels only.
+REQUESTER_EVENTS: frozenset[str] = frozenset(get_args(NotifyEvent))
+TEAMS_TIMEOUT_SECONDS = 10
 
 
 class Notifier(Protocol):
@@ -42,6 +62,8 @@ def summary(event: str, request: AccessRequest) -> str:
 
 
 class SnsNotifier:
+    channel = "sns"
+
     def __init__(self, sns: Any, topic_arn: str) -> None:
         self._sns = sns
         self._topic_arn = topic_arn
@@ -62,6 +84,252 @@ class SnsNotifier:
 class LogNotifier:
     """Used when no channel is configured: the notification still lands in the logs."""
 
+    channel = "log"
+
     def send(self, event: str, request: AccessRequest, severity: str = "info") -> None:
         log = logger.warning if severity == "high" else logger.info
         log(summary(event, request), extra={"request_id": request.request_id, "event": event, "severity": severity})
+
+
+# ------------------------------------------------------------------ chat channels
+
+
+class SlackNotifier:
+    """Tells the requester in Slack (a DM from the bot) what happened to a request made from Slack.
+
+    Requests made otherwise (the API, a chat-ops bot) are left to the other channels.
+    ``approval_of`` (optional: the approvals store's lookup) lets a denial name who denied and an
+    expiry name the deadline.
+    """
+
+    channel = "slack"
+
+    def __init__(self, api: SlackApi, approval_of: Callable[[str], Approval | None] | None = None) -> None:
+        self._api = api
+        self._approval_of = approval_of
+
+    def send(self, event: str, request: AccessRequest, severity: str = "info") -> None:
+        from accessctl.chat.blocks import requester_update
+
+        slack = request.requester.slack if request.requester else None
+        if slack is None:
+            logger.debug("not a Slack request: no Slack message", extra={"request_id": request.request_id})
+            return
+        if event not in REQUESTER_EVENTS:
+            logger.debug("not a requester event: no Slack message", extra={"event": event})
+            return
+        approval = (
+            self._approval_of(request.request_id) if self._approval_of and event in ("DENIED", "EXPIRED") else None
+        )
+        message = requester_update(cast(NotifyEvent, event), request, approval)
+        self._api.direct_message(slack.user_id, message)
+
+
+class TeamsWebhookNotifier:
+    """Posts the summary as an Adaptive Card to a Microsoft Teams incoming webhook (or a Workflows webhook).
+
+    The URL is a credential (it carries the webhook's key): it is never logged.
+    """
+
+    channel = "teams"
+
+    def __init__(self, webhook_url: str, timeout: int = TEAMS_TIMEOUT_SECONDS) -> None:
+        self._url = require_webhook_url(webhook_url.strip())
+        self._timeout = timeout
+
+    @staticmethod
+    def card(event: str, request: AccessRequest, severity: str = "info") -> dict[str, Any]:
+        """The message body: one Adaptive Card with a title and the summary."""
+        title = f"accessctl: {event.lower().replace('_', ' ')} on {request.database}"
+        return {
+            "type": "message",
+            "attachments": [
+                {
+                    "contentType": "application/vnd.microsoft.card.adaptive",
+                    "contentUrl": None,
+                    "content": {
+                        "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+                        "type": "AdaptiveCard",
+                        "version": "1.4",
+                        "body": [
+                            {
+                                "type": "TextBlock",
+                                "text": title,
+                                "weight": "Bolder",
+                                "size": "Medium",
+                                "color": "Attention" if severity == "high" else "Default",
+                                "wrap": True,
+                            },
+                            {"type": "TextBlock", "text": summary(event, request), "wrap": True},
+                            {
+                                "type": "TextBlock",
+                                "text": f"Request {request.request_id}",
+                                "isSubtle": True,
+                                "wrap": True,
+                            },
+                        ],
+                    },
+                }
+            ],
+        }
+
+    def send(self, event: str, request: AccessRequest, severity: str = "info") -> None:
+        body = json.dumps(self.card(event, request, severity)).encode()
+        http_request = urllib.request.Request(
+            self._url, data=body, method="POST", headers={"Content-Type": "application/json"}
+        )
+        try:
+            with urllib.request.urlopen(http_request, timeout=self._timeout) as response:
+                status = int(response.status)
+        except urllib.error.HTTPError as error:
+            status = int(error.code)
+        except OSError as error:  # URLError, timeouts
+            raise TransientError(f"Teams webhook not reachable: {type(error).__name__}") from error
+        if status == 429 or status >= 500:
+            raise TransientError(f"Teams webhook failed for now: HTTP {status}")
+        if not 200 <= status < 300:
+            raise ChatError(f"Teams webhook refused the message: HTTP {status}")
+
+
+def _channel_name(notifier: Notifier) -> str:
+    return str(getattr(notifier, "channel", type(notifier).__name__))
+
+
+def count_notification_failure(channel: str) -> None:
+    """One ``NotificationFailures`` data point for ``channel`` (its own EMF record, so the
+    dimension does not attach to the function's other metrics)."""
+    with single_metric(
+        name="NotificationFailures",
+        unit=MetricUnit.Count,
+        value=1,
+        namespace=metrics.namespace,
+        default_dimensions={"service": SERVICE},
+    ) as metric:
+        metric.add_dimension(name="channel", value=channel)
+
+
+class FanOutNotifier:
+    """Sends to every channel; one failing never stops the others.
+
+    Each failure is logged and counted. It raises only when *every* channel failed and at least
+    one failure is transient: then a retry of the whole step duplicates nothing and may succeed.
+    Once any channel delivered, it never raises (a retry would send that channel's message twice).
+    """
+
+    channel = "fan-out"
+
+    def __init__(self, notifiers: Sequence[Notifier]) -> None:
+        self._notifiers = list(notifiers)
+
+    def send(self, event: str, request: AccessRequest, severity: str = "info") -> None:
+        failures: list[Exception] = []
+        for notifier in self._notifiers:
+            channel = _channel_name(notifier)
+            try:
+                notifier.send(event, request, severity)
+            except Exception as error:  # isolate each channel
+                failures.append(error)
+                logger.exception(
+                    "notification failed",
+                    extra={"channel": channel, "event": event, "request_id": request.request_id},
+                )
+                count_notification_failure(channel)
+        if failures and len(failures) == len(self._notifiers):
+            transient = [error for error in failures if isinstance(error, TransientError)]
+            if transient:
+                raise TransientError(f"every notification channel failed ({len(failures)}); retrying may help")
+
+
+def build_notifier(settings: Settings, sns: Any) -> Notifier:
+    """The deployment's notifier: SNS (if a topic), Slack DMs (if a Slack app), Teams (if a webhook).
+
+    With none of them, notifications go to the logs. A chat channel whose secret cannot be read
+    is left out (logged and counted), so the others still work.
+    """
+    notifiers: list[Notifier] = []
+    if settings.notify_topic_arn:
+        notifiers.append(SnsNotifier(sns, settings.notify_topic_arn))
+    if settings.slack_secret_name:
+        try:
+            from accessctl.chat.slack import SlackApi
+
+            notifiers.append(SlackNotifier(SlackApi.from_settings(settings)))
+        except Exception:
+            logger.exception("Slack notifications are off: the Slack app could not be set up")
+            count_notification_failure(SlackNotifier.channel)
+    if settings.teams_webhook_secret_name:
+        try:
+            notifiers.append(TeamsWebhookNotifier(teams_webhook_url(settings.teams_webhook_secret_name)))
+        except Exception:
+            logger.exception("Teams notifications are off: the webhook URL could not be read")
+            count_notification_failure(TeamsWebhookNotifier.channel)
+    if not notifiers:
+        return LogNotifier()
+    return notifiers[0] if len(notifiers) == 1 else FanOutNotifier(notifiers)
+
+
+def teams_webhook_url(secret_name: str) -> str:
+    """The Teams webhook URL, stored as the whole secret string (cached 5 minutes)."""
+    from aws_lambda_powertools.utilities import parameters
+
+    return require_webhook_url(str(parameters.get_secret(secret_name, max_age=300)).strip())
+
+
+# ------------------------------------------------------------------ approvers
+
+
+class ApprovalChannel(Protocol):
+    """Where approvers are asked, and where they see the outcome."""
+
+    def ask(self, request: AccessRequest, approval: Approval) -> list[MessageRef]: ...
+
+    def show_decision(self, request: AccessRequest, approval: Approval) -> None: ...
+
+
+class SlackApprovalChannel:
+    """Asks the approver group in its Slack channel; updates every posted message once decided.
+
+    ``channels`` maps an approver group to a channel id (``Settings.approval_channels``).
+    """
+
+    def __init__(self, api: SlackApi, channels: dict[str, str]) -> None:
+        self._api = api
+        self._channels = dict(channels)
+
+    def channel_for(self, approver_group: str) -> str:
+        channel = self._channels.get(approver_group)
+        if not channel:
+            raise ApprovalChannelError(
+                f"no Slack channel for approver group {approver_group!r}: "
+                f"add {approver_group}=<channel id> to the SlackApprovalChannels parameter"
+            )
+        return channel
+
+    def ask(self, request: AccessRequest, approval: Approval) -> list[MessageRef]:
+        """Post the approval request; the refs returned belong in ``approval.messages``."""
+        from accessctl.chat.blocks import approval_request
+
+        channel = self.channel_for(approval.approver_group)
+        return [self._api.post(channel, approval_request(request, approval))]
+
+    def show_decision(self, request: AccessRequest, approval: Approval) -> None:
+        """Update every message in ``approval.messages``; one failing never stops the others.
+
+        Raises the first failure once all were tried (the caller logs it; nothing is undone).
+        """
+        from accessctl.chat.blocks import approval_decided
+
+        message = approval_decided(request, approval)
+        failures: list[Exception] = []
+        for ref in approval.messages:
+            try:
+                self._api.update(ref, message)
+            except Exception as error:
+                failures.append(error)
+                logger.exception(
+                    "approval message not updated",
+                    extra={"request_id": request.request_id, "channel": ref.channel, "ts": ref.ts},
+                )
+                count_notification_failure("slack-approval")
+        if failures:
+            raise failures[0]
