@@ -9,12 +9,27 @@
         stack.inject_failure("IssueGrantFunction", TransientError("boom"), times=2)
         stack.api_call_counts()
 
+A fake Slack Web API for tests (``FakeSlack``, in ``slack_fake``)::
+
+    with FakeSlack(token="xoxb-test") as slack:
+        slack.add_user("U0001", email="alice@example.com"); slack.api_url; slack.calls("chat.postMessage")
+
 Command line: ``python -m accessctl_local serve [--api-port 3000] [--emulator-port 5000]``.
 """
 
 from .provision import DeployError
 from .runtime import Invocation, LambdaContext
 from .sigv4 import SignatureError, sign
+from .slack_fake import FakeSlack, SlackCall
 from .stack import LocalStack
 
-__all__ = ["DeployError", "Invocation", "LambdaContext", "LocalStack", "SignatureError", "sign"]
+__all__ = [
+    "DeployError",
+    "FakeSlack",
+    "Invocation",
+    "LambdaContext",
+    "LocalStack",
+    "SignatureError",
+    "SlackCall",
+    "sign",
+]
