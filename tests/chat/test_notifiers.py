@@ -267,3 +267,15 @@ def test_given_an_unreadable_slack_secret_when_notifying_then_the_other_channels
 
     assert len(sns.published) == 1
     assert failure_metrics(capsys.readouterr().out) == ["slack"]
+
+
+SUMMARIES = {
+    "expired": ("EXPIRED", "expired: the approvals did not come in time"),
+    "expiring": ("EXPIRING", "expires at 2026-12-03T15:35:00Z"),
+    "granted": ("GRANTED", "Access granted to alice@example.com on orders-prod as app_ro until 2026-12-03T15:35:00Z"),
+}
+
+
+@pytest.mark.parametrize(("event", "expected"), SUMMARIES.values(), ids=SUMMARIES.keys())
+def test_given_a_chat_request_when_summarised_then_it_names_the_person_and_the_event(event: str, expected: str) -> None:
+    assert expected in summary(event, granted(slack_request()))

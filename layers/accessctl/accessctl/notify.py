@@ -41,7 +41,8 @@ class Notifier(Protocol):
 
 
 def summary(event: str, request: AccessRequest) -> str:
-    who = f"{request.role_name} ({request.principal_arn})"
+    # A chat request names the person it is for; a signed one, the role and the signer.
+    who = request.requested_by if request.requester else f"{request.role_name} ({request.principal_arn})"
     where = f"{request.database} as {request.db_user}"
     if event == "GRANTED" and request.grant is not None:
         return f"Access granted to {who} on {where} until {request.grant.expires_at}."
@@ -58,6 +59,10 @@ def summary(event: str, request: AccessRequest) -> str:
         return f"Grant {request.request_id} for {who} on {where} was changed after issue and has been removed."
     if event == "ORPHAN_REMOVED":
         return f"A leftover grant policy for {who} on {where} was found and removed."
+    if event == "EXPIRED":
+        return f"Access request {request.request_id} for {who} on {where} expired: the approvals did not come in time."
+    if event == "EXPIRING" and request.grant is not None:
+        return f"Access for {who} on {where} expires at {request.grant.expires_at}."
     return f"Access request {request.request_id} for {who} on {where} failed: {request.failure or 'see audit'}."
 
 
