@@ -105,10 +105,12 @@ class AccessctlClient:
         duration_minutes: int,
         reason: str,
         idempotency_key: str | None = None,
+        on_behalf_of: str | None = None,
     ) -> Submission:
         """Submit an access request (``POST /requests``). The decision is made asynchronously: see ``wait``.
 
         With an ``idempotency_key`` a replay returns the same request, so transient failures are retried.
+        ``on_behalf_of`` (an email) is for allow-listed chat-ops bots asking for a named person.
         """
         body: dict[str, Any] = {
             "database": database,
@@ -118,6 +120,8 @@ class AccessctlClient:
         }
         if idempotency_key is not None:
             body["idempotency_key"] = idempotency_key
+        if on_behalf_of is not None:
+            body["on_behalf_of"] = on_behalf_of
         answer = self._call("POST", "/requests", body=body, retry=idempotency_key is not None)
         return Submission.from_dict(answer)
 

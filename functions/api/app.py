@@ -24,6 +24,7 @@ from accessctl.access_requests import (
     idempotency_config,
     list_grants,
     revoke_early,
+    submit_for_person,
     submit_request,
 )
 from accessctl.audit import VerifyReport, verify
@@ -90,7 +91,11 @@ def post_request(submission: AccessRequestSubmission) -> Response[SubmissionAnsw
     deps = default_dependencies()
     raw_token = app.current_event.get_header_value(name=ID_TOKEN_HEADER, case_sensitive=False)
     id_token = verify_id_token(raw_token, deps.settings, utc_now())
-    answer = submit_request(submission, current_caller(), deps, id_token=id_token)
+    caller = current_caller()
+    if submission.on_behalf_of is None:
+        answer = submit_request(submission, caller, deps, id_token=id_token)
+    else:
+        answer = submit_for_person(submission, submission.on_behalf_of, caller, deps)
     return Response(status_code=202, body=answer, content_type="application/json")
 
 

@@ -6,7 +6,7 @@ from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from accessctl.dependencies import default_dependencies
-from accessctl.grants import issue_grant
+from accessctl.grants import expiry_warning_at, issue_grant
 from accessctl.models import StepInput
 from accessctl.observability import logger, metrics, tracer
 
@@ -16,6 +16,11 @@ from accessctl.observability import logger, metrics, tracer
 @tracer.capture_lambda_handler(capture_response=False)
 @event_parser(model=StepInput)
 def lambda_handler(event: StepInput, context: LambdaContext) -> dict[str, Any]:
-    grant = issue_grant(event.request_id, default_dependencies())
+    deps = default_dependencies()
+    grant = issue_grant(event.request_id, deps)
     # A grant with another id is the caller's active grant, extended: this workflow ends here.
-    return {**grant.model_dump(mode="json"), "extended": grant.grant_id != event.request_id}
+    return {
+        **grant.model_dump(mode="json"),
+        "extended": grant.grant_id != event.request_id,
+        "warn_at": expiry_warning_at(grant.expires_at, deps.settings.expiry_warning_minutes),
+    }

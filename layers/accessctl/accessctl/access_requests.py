@@ -23,6 +23,7 @@ from botocore.exceptions import ClientError
 from accessctl.aws import call, error_code
 from accessctl.dependencies import Dependencies
 from accessctl.errors import ForbiddenError, NotFoundError, TransientError
+from accessctl.identity import caller_for_directory_role, load_directory, requester_for_bot
 from accessctl.models import (
     AccessRequest,
     AccessRequestSubmission,
@@ -30,6 +31,8 @@ from accessctl.models import (
     Caller,
     GrantList,
     GrantView,
+    Requester,
+    RequestOrigin,
     RequestStatus,
     RequestView,
     RevokeReason,
@@ -68,11 +71,19 @@ def submit_request(
     caller: Caller,
     deps: Dependencies,
     id_token: VerifiedIdToken | None = None,
+    requester: Requester | None = None,
+    origin: RequestOrigin = RequestOrigin.API,
 ) -> SubmissionAnswer:
-    """Check who is asking, then submit once (idempotently) and start the workflow."""
+    """Check who is asking, then submit once (idempotently) and start the workflow.
+
+    ``caller`` is the principal that receives the grant: the signer for API requests, or the
+    directory role of ``requester`` for requests relayed by Slack or a chat-ops bot.
+    """
     role_arn = _grantable_role_arn(caller, deps)
     if deps.settings.idempotency_table is None:
-        return _submit(submission, caller, role_arn, deps, id_token)
+        return _submit(submission, caller, role_arn, deps, id_token, requester, origin)
+    # One person through one relay is one idempotency scope; a signed caller is its own.
+    scope = f"{origin.value}:{requester.identity}" if requester is not None else caller.principal_arn
     submit_once = idempotent_function(
         data_keyword_argument="idempotency_data",
         config=idempotency_config,
@@ -81,7 +92,7 @@ def submit_request(
     )(_submit_idempotently)
     answer: dict[str, Any] = submit_once(
         idempotency_data={
-            "principal_arn": caller.principal_arn,
+            "principal_arn": scope,
             "idempotency_key": submission.idempotency_key,
             "fingerprint": submission_fingerprint(submission),
         },
@@ -90,6 +101,8 @@ def submit_request(
         role_arn=role_arn,
         deps=deps,
         id_token=id_token,
+        requester=requester,
+        origin=origin,
     )
     return SubmissionAnswer.model_validate(answer)
 
@@ -101,8 +114,10 @@ def _submit_idempotently(
     role_arn: str,
     deps: Dependencies,
     id_token: VerifiedIdToken | None,
+    requester: Requester | None,
+    origin: RequestOrigin,
 ) -> dict[str, Any]:
-    return _submit(submission, caller, role_arn, deps, id_token).model_dump(mode="json")
+    return _submit(submission, caller, role_arn, deps, id_token, requester, origin).model_dump(mode="json")
 
 
 def _submit(
@@ -111,6 +126,8 @@ def _submit(
     role_arn: str,
     deps: Dependencies,
     id_token: VerifiedIdToken | None,
+    requester: Requester | None = None,
+    origin: RequestOrigin = RequestOrigin.API,
 ) -> SubmissionAnswer:
     assert caller.role_name is not None  # checked by _grantable_role_arn
     request = AccessRequest(
@@ -127,12 +144,14 @@ def _submit(
         requested_at=to_iso(utc_now()),
         source_ip=caller.source_ip,
         id_token=id_token.model_dump(mode="json") if id_token else None,
+        origin=origin,
+        requester=requester,
     )
     deps.grants.create(request)
     deps.audit.append(
         AuditEventType.REQUEST_SUBMITTED,
         subject=request.request_id,
-        actor=caller.principal_arn,
+        actor=_submitter(caller, requester),
         request=request,
         reason=request.reason,
         details={"requested_minutes": request.requested_minutes, "source_ip": caller.source_ip},
@@ -166,6 +185,33 @@ def _submit(
     return SubmissionAnswer(
         request_id=request.request_id, status=RequestStatus.PENDING, execution_arn=execution["executionArn"]
     )
+
+
+def submit_for_person(
+    submission: AccessRequestSubmission, person: str, bot: Caller, deps: Dependencies
+) -> SubmissionAnswer:
+    """An allow-listed chat-ops bot asks for a named person: that person's directory role gets the grant."""
+    if not deps.settings.chatops_bots or bot.role_arn not in deps.settings.chatops_bots:
+        raise ForbiddenError("this principal is not an allowed chat-ops bot: it cannot ask on behalf of others")
+    if not deps.settings.people_directory_parameter:
+        raise ForbiddenError("no people directory is configured: requests on behalf of others are off")
+    directory = load_directory(deps.settings.people_directory_parameter)
+    requester, entry = requester_for_bot(bot, person, deps.settings.chatops_bots, directory)
+    grantee = caller_for_directory_role(
+        entry, deps.iam, account_id=deps.account_id, opt_in_tag_key=deps.settings.opt_in_tag_key
+    )
+    return submit_request(submission, grantee, deps, requester=requester, origin=RequestOrigin.CHATOPS_BOT)
+
+
+def _submitter(caller: Caller, requester: Requester | None) -> str:
+    """Who made the request: the signer, the chat-ops bot, or the Slack member."""
+    if requester is None:
+        return caller.principal_arn
+    if requester.via:
+        return requester.via
+    if requester.slack:
+        return f"slack:{requester.slack.team_id}/{requester.slack.user_id}"
+    return requester.identity
 
 
 def _grantable_role_arn(caller: Caller, deps: Dependencies) -> str:

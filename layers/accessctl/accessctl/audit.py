@@ -220,7 +220,7 @@ class AuditLog:
             db_user=request.db_user if request else None,
             outcome=outcome,
             reason=reason,
-            details=details or {},
+            details={**_requester_details(request), **(details or {})},
         )
         item = event_item(event)
         written = self._sink([item]) or []
@@ -384,3 +384,11 @@ def _head_sequence(table: Any, stream: str) -> int:
         )
     items = page.get("Items", [])
     return int(items[0]["event_key"]) if items else 0
+
+
+def _requester_details(request: AccessRequest | None) -> dict[str, Any]:
+    """A request made for someone else (Slack, a chat-ops bot) names that person and the relay."""
+    if request is None or request.requester is None:
+        return {}
+    relay = request.requester.via or (f"slack:{request.requester.slack.team_id}" if request.requester.slack else None)
+    return {"requested_for": request.requester.identity, "origin": request.origin.value, "relayed_by": relay}

@@ -56,6 +56,8 @@ class Settings(BaseModel):
     slack_approval_channels: str = ""
     slack_workspace_enforces_mfa: bool = False
     slack_worker_function_name: str | None = None
+    # Where Slack's response_url callbacks may point (the local fake Slack sets its own address).
+    slack_response_url_prefix: str = "https://hooks.slack.com/"
     # The people directory (an SSM parameter holding JSON: identity -> role and groups) that maps a
     # verified company identity to the role that receives its grants and the groups it belongs to.
     people_directory_parameter: str | None = None

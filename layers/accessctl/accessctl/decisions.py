@@ -30,6 +30,8 @@ def decide_request(
     oidc: OidcSettings | None = None,
     posture_store: PostureStore | None = None,
     max_posture_age: timedelta = DEFAULT_MAX_POSTURE_AGE,
+    slack_workspace_enforces_mfa: bool = False,
+    default_approval_timeout_minutes: int = 60,
 ) -> Decision:
     decided_at = to_iso(now)
     if target is None:
@@ -56,6 +58,9 @@ def decide_request(
         oidc=oidc,
         posture_store=posture_store,
         max_posture_age=max_posture_age,
+        requester=request.requester,
+        origin=request.origin,
+        slack_workspace_enforces_mfa=slack_workspace_enforces_mfa,
     )
     answer = engine.decide(policy_request, ceiling_minutes=ceiling_minutes)
     outcome = Outcome(answer.outcome.value)
@@ -70,6 +75,9 @@ def decide_request(
         matched_rule_ids=answer.matched_rule_ids,
         approver_group=answer.approver_group,
         approvals_required=answer.approvals_required,
+        approval_timeout_seconds=60 * (answer.approval_timeout_minutes or default_approval_timeout_minutes)
+        if outcome == Outcome.NEEDS_APPROVAL
+        else None,
         break_glass=answer.break_glass,
         severity=answer.severity,
         missing_signals=answer.missing_signals,

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
+from accessctl.approvals import ApprovalsStore
 from accessctl.audit import AuditLog
 from accessctl.aws import call, client, resource
 from accessctl.config import Settings, get_settings
@@ -33,6 +34,7 @@ class Dependencies:
     posture: PostureStore | None = None  # device posture, when the webhook is deployed
     # Ends the db user's open sessions at revocation (accessctl.sessions); None: IAM revocation only.
     session_terminator: Callable[[AccessRequest], SessionTermination] | None = None
+    approvals: ApprovalsStore | None = None  # pending approvals and their task tokens (chat-ops table)
 
 
 @cache
@@ -56,4 +58,5 @@ def default_dependencies() -> Dependencies:
         partition=partition,
         posture=PostureStore(dynamodb.Table(settings.posture_table)) if settings.posture_table else None,
         session_terminator=default_session_terminator(client("rds"), grants),
+        approvals=ApprovalsStore(dynamodb.Table(settings.approvals_table)) if settings.approvals_table else None,
     )

@@ -13,18 +13,26 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import unquote
 
 from botocore.exceptions import ClientError
 
 from accessctl.access_requests import stop_execution
+from accessctl.approvals import ApprovalChannel, expire_approval
 from accessctl.aws import call, error_code
 from accessctl.databases import describe_database
 from accessctl.decisions import decide_request
 from accessctl.dependencies import Dependencies
-from accessctl.errors import AccessctlError, ConflictError, ForbiddenError, QuotaExceededError, UnsafeGrantError
+from accessctl.errors import (
+    AccessctlError,
+    ConflictError,
+    ForbiddenError,
+    NotFoundError,
+    QuotaExceededError,
+    UnsafeGrantError,
+)
 from accessctl.grant_policy import (
     build_grant_policy,
     check_grant_policy,
@@ -35,6 +43,7 @@ from accessctl.grant_policy import (
 from accessctl.id_tokens import oidc_settings
 from accessctl.models import (
     AccessRequest,
+    ApprovalStatus,
     AuditEventType,
     Decision,
     Grant,
@@ -67,6 +76,8 @@ def evaluate_request(request_id: str, engine: PolicyEngine, deps: Dependencies) 
         oidc=oidc_settings(deps.settings),
         posture_store=deps.posture,
         max_posture_age=timedelta(hours=deps.settings.posture_max_age_hours),
+        slack_workspace_enforces_mfa=deps.settings.slack_workspace_enforces_mfa,
+        default_approval_timeout_minutes=deps.settings.approval_timeout_minutes,
     )
     deps.grants.record_decision(request_id, decision)
     deps.audit.append(
@@ -113,9 +124,11 @@ def issue_grant(request_id: str, deps: Dependencies) -> Grant:
         _audit_issue_once(request, deps)
         return request.grant
     decision = request.decision
-    if decision is None or decision.outcome != Outcome.ALLOW or decision.target is None:
+    if decision is None or decision.outcome == Outcome.DENY or decision.target is None:
         raise ForbiddenError(f"request {request_id} was not allowed; no grant is issued")
-    if request.status not in (RequestStatus.PENDING, RequestStatus.GRANTING):
+    if decision.outcome == Outcome.NEEDS_APPROVAL:
+        _require_approval(request_id, deps)
+    if request.status not in (RequestStatus.PENDING, RequestStatus.APPROVED, RequestStatus.GRANTING):
         raise ConflictError(f"request {request_id} is {request.status}; no grant is issued")
     role = lookup_role(deps.iam, request.role_name)
     if not role.is_opted_in(deps.settings.opt_in_tag_key) or role.arn != request.role_arn:
@@ -138,6 +151,27 @@ def issue_grant(request_id: str, deps: Dependencies) -> Grant:
     return grant
 
 
+def _require_approval(request_id: str, deps: Dependencies) -> None:
+    """A request that needed approval is granted only once its approval is recorded as approved."""
+    if deps.approvals is None:
+        raise ForbiddenError(f"request {request_id} needs approval and approvals are not configured")
+    approval, _ = deps.approvals.get(request_id)
+    if approval.status != ApprovalStatus.APPROVED:
+        raise ForbiddenError(
+            f"request {request_id} is {approval.status.value.lower()}, not approved; no grant is issued"
+        )
+
+
+def approvers_of(request_id: str, deps: Dependencies) -> list[str]:
+    if deps.approvals is None:
+        return []
+    try:
+        approval, _ = deps.approvals.get(request_id)
+    except NotFoundError:
+        return []
+    return approval.approvers
+
+
 def _audit_issue_once(request: AccessRequest, deps: Dependencies) -> None:
     assert request.grant is not None
     if any(event.event_type == AuditEventType.GRANT_ISSUED for event in deps.audit.for_subject(request.request_id)):
@@ -158,6 +192,7 @@ def _audit_grant_issued(request: AccessRequest, grant: Grant, deps: Dependencies
             "policy_arn": grant.policy_arn,
             "expires_at": grant.expires_at,
             "policy_document": build_grant_policy(grant.resource_arn, grant.expires_at),
+            "approved_by": approvers_of(request.request_id, deps),
             **extra,
         },
     )
@@ -274,6 +309,7 @@ class Revocation:
     status: str  # REVOKED | ALREADY_REVOKED | EXTENDED (not yet due: wait until expires_at)
     detached_from: list[str] = field(default_factory=list)
     expires_at: str | None = None
+    warn_at: str | None = None  # for EXTENDED: when to warn the holder (None: no warning due)
 
 
 _FINAL_STATUS = {
@@ -283,6 +319,19 @@ _FINAL_STATUS = {
     RevokeReason.SWEEP: RequestStatus.REVOKED,
     RevokeReason.TAMPERED: RequestStatus.REVOKED,
 }
+
+
+def expiry_warning_at(expires_at: str, lead_minutes: int) -> str | None:
+    """When to warn the holder that ``expires_at`` is near; None when no warning is still due.
+
+    None if warnings are off, or if that moment has passed (a short grant, or a workflow that
+    woke again after an extension or early: it must not warn twice for the same expiry).
+    """
+    if lead_minutes <= 0:
+        return None
+    expiry = datetime.strptime(expires_at, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    warn_at = expiry - timedelta(minutes=lead_minutes)
+    return to_iso(warn_at) if warn_at > utc_now() else None
 
 
 def revoke_grant(request_id: str, reason: RevokeReason, actor: str, deps: Dependencies) -> Revocation:
@@ -297,7 +346,9 @@ def revoke_grant(request_id: str, reason: RevokeReason, actor: str, deps: Depend
         # Holds no policy of its own; the grant it extended is revoked through its own record.
         return Revocation(request_id=request_id, status="ALREADY_REVOKED")
     if reason == RevokeReason.EXPIRED and request.grant is not None and request.grant.expires_at > to_iso(utc_now()):
-        return Revocation(request_id=request_id, status="EXTENDED", expires_at=request.grant.expires_at)
+        expires_at = request.grant.expires_at
+        warn_at = expiry_warning_at(expires_at, deps.settings.expiry_warning_minutes)
+        return Revocation(request_id=request_id, status="EXTENDED", expires_at=expires_at, warn_at=warn_at)
     policy_arn = request.grant.policy_arn if request.grant else policy_arn_for(request_id, deps)
     detached = remove_policy(policy_arn, deps)
     sessions = _terminate_sessions(request, deps)
@@ -417,12 +468,22 @@ def _ignore_missing(operation: Any, **kwargs: Any) -> None:
             raise
 
 
-def record_outcome(request_id: str, outcome: str, detail: str | None, deps: Dependencies) -> None:
+def record_outcome(
+    request_id: str, outcome: str, detail: str | None, deps: Dependencies, channel: ApprovalChannel | None = None
+) -> None:
     """The end of a request that did not (or no longer does) hold a grant, or a failed revoke."""
     request = deps.grants.get(request_id)
     if outcome in ("DENIED", "NEEDS_APPROVAL"):
         deps.grants.record_status(request_id, RequestStatus(outcome))
         return  # the decision itself was audited when it was made
+    if outcome == "APPROVAL_DENIED":
+        # The deny vote was audited when it was cast; the requester is told who denied.
+        deniers = _deniers(request_id, deps)
+        deps.grants.record_status(request_id, RequestStatus.DENIED, failure=f"denied by {' and '.join(deniers)}")
+        return
+    if outcome == "EXPIRED":
+        expire_approval(request_id, deps, channel)
+        return
     if outcome == "REVOKE_FAILED":
         # The grant stays indexed as active: the sweeper retries; the policy's own condition
         # has already stopped it from authenticating anyone.
@@ -436,6 +497,13 @@ def record_outcome(request_id: str, outcome: str, detail: str | None, deps: Depe
         AuditEventType.REQUEST_FAILED, subject=request_id, actor="workflow", request=request, reason=detail
     )
     metrics.add_metric(name="RequestsFailed", unit="Count", value=1)
+
+
+def _deniers(request_id: str, deps: Dependencies) -> list[str]:
+    if deps.approvals is None:
+        return ["an approver"]
+    approval, _ = deps.approvals.get(request_id)
+    return approval.decided_by or ["an approver"]
 
 
 @dataclass

@@ -19,6 +19,8 @@ DATABASE_ID_PATTERN = r"^[A-Za-z](?:-?[A-Za-z0-9]){0,62}$"
 # no path separators, no dots (so neither "*" nor ".." can widen the resource).
 DB_USER_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,62}$"
 IDEMPOTENCY_KEY_PATTERN = r"^[A-Za-z0-9_.:-]{1,128}$"
+# A company identity: an email address (what the IdP, Slack and the people directory share).
+EMAIL_PATTERN = r"^[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63})+$"
 
 MAX_REQUEST_MINUTES = 720
 
@@ -60,6 +62,7 @@ class RequestStatus(StrEnum):
     FAILED = "FAILED"  # no grant was made (or a half-made one was removed)
     EXTENDED = "EXTENDED"  # allowed, and served by extending the caller's active grant (see extends)
     NEEDS_APPROVAL = "NEEDS_APPROVAL"  # policy allows it only after approval; waiting for approvers
+    APPROVED = "APPROVED"  # the required approvals arrived; the grant is being issued
     EXPIRED = "EXPIRED"  # the approvals did not come within the rule's approval timeout; nothing granted
 
 
@@ -91,6 +94,13 @@ class AccessRequestSubmission(BaseModel):
     reason: Reason = Field(description="Why access is needed (audited).")
     idempotency_key: Annotated[str, StringConstraints(pattern=IDEMPOTENCY_KEY_PATTERN)] | None = Field(
         default=None, description="Client key: the same key from the same caller returns the same request."
+    )
+    on_behalf_of: Annotated[str, StringConstraints(pattern=EMAIL_PATTERN, max_length=254)] | None = Field(
+        default=None,
+        description=(
+            "For allow-listed chat-ops bots only: the company identity (email) of the person the request is for. "
+            "The grant goes to that person's directory role; the audit names both."
+        ),
     )
 
 
@@ -140,6 +150,8 @@ class Decision(BaseModel):
     matched_rule_ids: list[str] = Field(default_factory=list)
     approver_group: str | None = None
     approvals_required: int = 0
+    # Seconds approvers have (the workflow's TimeoutSecondsPath); set for NEEDS_APPROVAL only.
+    approval_timeout_seconds: int | None = None
     break_glass: bool = False
     severity: Literal["info", "high"] = "info"
     missing_signals: list[str] = Field(default_factory=list)
@@ -424,6 +436,12 @@ class NotifyInput(StepInput):
     event: NotifyEvent
 
 
+class ApprovalStepInput(StepInput):
+    """The approval step: the request, and the task token Step Functions waits on."""
+
+    task_token: Annotated[str, StringConstraints(min_length=1, max_length=8192)]
+
+
 class StepError(BaseModel):
     """What a Catch puts at ResultPath: Step Functions' Error and Cause."""
 
@@ -432,7 +450,7 @@ class StepError(BaseModel):
 
 
 class OutcomeInput(StepInput):
-    outcome: Literal["DENIED", "NEEDS_APPROVAL", "FAILED", "REVOKE_FAILED"]
+    outcome: Literal["DENIED", "NEEDS_APPROVAL", "APPROVAL_DENIED", "EXPIRED", "FAILED", "REVOKE_FAILED"]
     error: StepError | None = None
 
     def detail(self) -> str | None:

@@ -283,14 +283,6 @@ def teams_webhook_url(secret_name: str) -> str:
 # ------------------------------------------------------------------ approvers
 
 
-class ApprovalChannel(Protocol):
-    """Where approvers are asked, and where they see the outcome."""
-
-    def ask(self, request: AccessRequest, approval: Approval) -> list[MessageRef]: ...
-
-    def show_decision(self, request: AccessRequest, approval: Approval) -> None: ...
-
-
 class SlackApprovalChannel:
     """Asks the approver group in its Slack channel; updates every posted message once decided.
 

@@ -64,7 +64,7 @@ class GrantsStore:
                 "active_shard": ACTIVE_SHARD,
                 "expires_at": grant.expires_at,
             },
-            expected_status=(RequestStatus.PENDING, RequestStatus.GRANTING),
+            expected_status=(RequestStatus.PENDING, RequestStatus.APPROVED, RequestStatus.GRANTING),
         )
 
     def record_active(self, request_id: str) -> None:
@@ -84,7 +84,7 @@ class GrantsStore:
         self._update(
             request_id,
             {"status": RequestStatus.EXTENDED.value, "grant": grant.model_dump(mode="json"), "extends": extends},
-            expected_status=(RequestStatus.PENDING,),
+            expected_status=(RequestStatus.PENDING, RequestStatus.APPROVED),
         )
 
     def active_grants_for(self, role_arn: str, database: str, db_user: str) -> list[AccessRequest]:

@@ -1,6 +1,7 @@
 """Per-rule outcomes, written next to the rule as Cedar annotations, parsed into a typed model.
 
-Permit: ``@id @description @outcome("auto"|"approval") @approver_group @approvals @max_minutes
+Permit: ``@id @description @outcome("auto"|"approval") @approver_group @approvals
+@approval_timeout_minutes @max_minutes
 @break_glass @timezone @window @signals @requires``. Forbid: ``@id @description @reason
 @timezone @window @signals``. An unknown or malformed annotation fails loading.
 """
@@ -54,6 +55,8 @@ class RuleAnnotations(BaseModel):
     outcome: Literal["auto", "approval"] | None = None
     approver_group: GroupName | None = None
     approvals: int | None = Field(default=None, ge=1, le=5)
+    # How long approvers have before the request ends as expired (unset: the deployment default).
+    approval_timeout_minutes: int | None = Field(default=None, ge=1, le=7 * 24 * 60)
     max_minutes: int | None = Field(default=None, ge=1, le=MAX_REQUEST_MINUTES)
     break_glass: Annotated[bool, BeforeValidator(_strict_bool)] = False
     timezone: str = "UTC"
@@ -87,7 +90,14 @@ class RuleAnnotations(BaseModel):
     def _check_forbid(self) -> None:
         if self.reason is None:
             raise ValueError("a forbid needs @reason (shown to the requester)")
-        permit_only = {"outcome", "approver_group", "approvals", "max_minutes", "requires"} & self.model_fields_set
+        permit_only = {
+            "outcome",
+            "approver_group",
+            "approvals",
+            "approval_timeout_minutes",
+            "max_minutes",
+            "requires",
+        } & self.model_fields_set
         if permit_only or self.break_glass:
             raise ValueError(f"a forbid cannot have {sorted(permit_only) or ['break_glass']}")
 
@@ -101,8 +111,8 @@ class RuleAnnotations(BaseModel):
                 raise ValueError('@outcome("approval") needs @approver_group')
             if self.break_glass:
                 raise ValueError('break-glass rules are @outcome("auto"): they exist for when nobody can approve')
-        elif self.approver_group is not None or self.approvals is not None:
-            raise ValueError('@approver_group and @approvals need @outcome("approval")')
+        elif self.approver_group is not None or self.approvals is not None or self.approval_timeout_minutes is not None:
+            raise ValueError('@approver_group, @approvals and @approval_timeout_minutes need @outcome("approval")')
 
     @property
     def approvals_required(self) -> int:

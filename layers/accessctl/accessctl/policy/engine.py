@@ -188,6 +188,7 @@ class PolicyEngine:
             grant_ends_by=chosen.window_closes_at if by_window else None,
             approver_group=annotations.approver_group if approval else None,
             approvals_required=annotations.approvals_required,
+            approval_timeout_minutes=annotations.approval_timeout_minutes if approval else None,
             break_glass=annotations.break_glass,
             severity="high" if annotations.break_glass else "info",
             signals=request.signals.provenance(),

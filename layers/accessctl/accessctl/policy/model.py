@@ -84,6 +84,7 @@ class PolicyDecision(BaseModel):
     grant_ends_by: datetime | None = Field(default=None, description="The rule's window end, if it clamped the grant.")
     approver_group: str | None = None
     approvals_required: int = 0
+    approval_timeout_minutes: int | None = None
     break_glass: bool = False
     severity: Literal["info", "high"] = "info"
     missing_signals: list[str] = Field(default_factory=list)
