@@ -29,6 +29,7 @@ from accessctl.remediation.estate import EstateReader, Target
 from accessctl.remediation.events import CloudTrailEvent, Ignored, affected_by
 from accessctl.remediation.exemptions import exemption_for
 from accessctl.remediation.fixer import Fixer, FixFailed
+from accessctl.remediation.group_index import GroupIndex
 from accessctl.remediation.models import (
     Finding,
     FindingResult,
@@ -384,7 +385,11 @@ def default_remediator() -> Remediator:
     """Built once per process from the environment (tests build their own)."""
     settings = get_remediation_settings()
     ec2, rds, iam = _Lazy(lambda: client("ec2")), _Lazy(lambda: client("rds")), _Lazy(lambda: client("iam"))
-    audit_table = AuditTable(_Lazy(lambda: client("dynamodb")), settings.audit_table)
+    dynamodb = _Lazy(lambda: client("dynamodb"))
+    audit_table = AuditTable(dynamodb, settings.audit_table)
+    group_index = None
+    if settings.remediation_index_table:
+        group_index = GroupIndex(dynamodb, settings.remediation_index_table, settings.remediation_index_max_age_seconds)
     notifier: RemediationNotifier = LogRemediationNotifier()
     if settings.notify_topic_arn:
         notifier = SnsRemediationNotifier(
@@ -392,7 +397,7 @@ def default_remediator() -> Remediator:
         )
     return Remediator(
         settings=settings,
-        reader=EstateReader(settings, ec2=ec2, rds=rds, iam=iam),
+        reader=EstateReader(settings, ec2=ec2, rds=rds, iam=iam, group_index=group_index),
         fixer=Fixer(ec2=ec2, rds=rds, iam=iam, max_attempts=settings.remediation_max_attempts),
         audit=AuditLog(audit_table),
         notifier=notifier,

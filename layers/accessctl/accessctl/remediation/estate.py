@@ -3,7 +3,8 @@ groups, snapshots and IAM policies, as plain frozen records for the rules to jud
 
 Every list call is paginated (moto returns one page; AWS does not). A full scan reads every
 aspect the selected rules need; an event reads only the resources the event names (plus the
-database list where the mapping needs it: RDS cannot be asked "who uses this security group").
+databases using a group, where the mapping needs it: RDS cannot be asked "who uses this security
+group", so the group index names them, see group_index.py, or else the database list is read).
 A read that fails is recorded in ``Estate.errors`` and the rest of the read goes on.
 """
 
@@ -22,11 +23,13 @@ from botocore.exceptions import ClientError
 
 from accessctl.aws import call, error_code, transient_errors_surface
 from accessctl.observability import logger
+from accessctl.remediation.group_index import GroupIndex
 from accessctl.remediation.settings import RemediationSettings
 
 # Default ports when RDS does not say (proxies name an engine family, not a port).
 PROXY_PORTS = {"POSTGRESQL": 5432, "MYSQL": 3306, "SQLSERVER": 1433}
 _SG_FILTER_LIMIT = 200  # values per EC2 filter
+_RDS_FILTER_LIMIT = 100  # identifiers per RDS filter, and the most databases the group index is used for
 
 
 class Aspect(StrEnum):
@@ -203,9 +206,11 @@ class EstateReader:
         ec2: Any,
         rds: Any,
         iam: Any,
+        group_index: GroupIndex | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._settings = settings
+        self._group_index = group_index
         self._ec2 = ec2
         self._rds = rds
         self._iam = iam
@@ -244,12 +249,16 @@ class EstateReader:
     def _read_databases(self, estate: Estate, target: Target | None) -> None:
         """Protected databases. Events about one database read just it; everything else reads the list."""
         if target is None:
-            found = self._list_databases()
+            found = self._list_databases(estate)
         elif target.names_databases:
             found = self._named_databases(target)
             self._index = None  # a database changed: the next mapping re-reads the list
+            # Indexed before its groups are judged: an event about one of them that reads the index
+            # after this write is judged with this database; one that read it before happened
+            # before these groups are read below, so what it opened is seen here.
+            self._index_uses(estate, found)
         else:
-            found = self._databases_for_event(target)
+            found = self._databases_for_event(target, estate)
         protected_clusters = {db.identifier for db in found if db.kind == "cluster" and self._protected(db)}
         estate.databases = [
             db
@@ -257,14 +266,33 @@ class EstateReader:
             if self._protected(db) or (db.cluster_id is not None and db.cluster_id in protected_clusters)
         ]
 
-    def _list_databases(self) -> list[Database]:
+    def _list_databases(self, estate: Estate) -> list[Database]:
         found = [*self._instances(), *self._clusters(), *self._proxies()]
         with self._index_lock:
             self._index = (self._clock(), found)
+        if self._group_index is not None:
+            try:
+                self._group_index.replace_all((group, db.name) for db in found for group in db.security_group_ids)
+            except Exception as error:  # the index only saves reads: events fall back to the list
+                logger.warning("group index not written", extra={"error": str(error)})
+                estate.errors.append(f"writing the group index: {type(error).__name__}: {error}")
         return found
 
-    def _databases_for_event(self, target: Target) -> list[Database]:
-        """The kept list while it is younger than the TTL and knows the event's resource; else a fresh one.
+    def _index_uses(self, estate: Estate, found: list[Database]) -> None:
+        if self._group_index is None:
+            return
+        uses = [(group, db.name) for db in found for group in db.security_group_ids]
+        if not uses:
+            return
+        try:
+            self._group_index.add(uses)
+        except Exception as error:
+            logger.warning("group index not updated", extra={"error": str(error)})
+            estate.errors.append(f"updating the group index: {type(error).__name__}: {error}")
+
+    def _databases_for_event(self, target: Target, estate: Estate) -> list[Database]:
+        """The kept list while it is younger than the TTL and knows the event's resource; else the
+        databases the group index names, read by identifier; else a fresh list.
 
         A resource the kept list does not know (a group just attached, say) refreshes it, at most once
         per ``remediation_index_min_refresh_seconds``; database events drop it (they change it), and
@@ -279,7 +307,51 @@ class EstateReader:
                 _knows(index[1], target) or age < self._settings.remediation_index_min_refresh_seconds
             ):
                 return index[1]
-        return self._list_databases()
+        if target.security_group_ids and self._group_index is not None:
+            indexed = self._databases_from_group_index(target)
+            if indexed is not None:
+                return indexed
+        return self._list_databases(estate)
+
+    def _databases_from_group_index(self, target: Target) -> list[Database] | None:
+        """The databases the index names for the event's groups, as they are now; None (list them
+        all) when the index cannot say, names too many, or is stale: a group none of them uses now."""
+        assert self._group_index is not None
+        names: set[str] = set()
+        try:
+            for group in sorted(target.security_group_ids):
+                named = self._group_index.lookup(group)
+                if named is None:
+                    return None
+                names |= named
+        except Exception as error:
+            logger.warning("group index not read", extra={"error": str(error)})
+            return None
+        if len(names) > _RDS_FILTER_LIMIT:
+            return None
+        found = self._databases_named(names)
+        if not all(any(group in db.security_group_ids for db in found) for group in target.security_group_ids):
+            logger.info("group index stale: listing databases", extra={"groups": sorted(target.security_group_ids)})
+            return None
+        return found
+
+    def _databases_named(self, names: set[str]) -> list[Database]:
+        """Databases by ``kind/identifier``: one filtered call per kind (proxies: one each), and the
+        cluster of any Aurora member (it is protected through it)."""
+        wanted: dict[str, list[str]] = {"instance": [], "cluster": [], "proxy": []}
+        for name in sorted(names):
+            kind, _, identifier = name.partition("/")
+            if kind in wanted and identifier:
+                wanted[kind].append(identifier)
+        found: list[Database] = []
+        if wanted["instance"]:
+            found += self._instances(Filters=[{"Name": "db-instance-id", "Values": wanted["instance"]}])
+        clusters = set(wanted["cluster"]) | {db.cluster_id for db in found if db.cluster_id}
+        if clusters:
+            found += self._clusters(Filters=[{"Name": "db-cluster-id", "Values": sorted(clusters)}])
+        for name in wanted["proxy"]:
+            found += self._absent_ok(self._proxies, DBProxyName=name)
+        return found
 
     def _protected(self, db: Database) -> bool:
         return self._settings.is_protected(db.tags)

@@ -59,6 +59,10 @@ class RemediationSettings(BaseModel):
     # How long a warm process keeps the database list for mapping events (groups -> databases).
     remediation_index_ttl_seconds: float = Field(default=300, ge=0)
     remediation_index_min_refresh_seconds: float = Field(default=0, ge=0)
+    # The group index (group -> databases using it) in DynamoDB; unset: events list the databases.
+    remediation_index_table: str | None = None
+    # Entries older than this are not used (twice the default scan interval: one missed scan is fine).
+    remediation_index_max_age_seconds: float = Field(default=1800, gt=0)
     # Set by Lambda: events caused by this function's own calls are not re-evaluated.
     aws_lambda_function_name: str | None = None
 
