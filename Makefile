@@ -3,6 +3,7 @@
 # Environments (each created from a lock file, re-synced only when its lock changes):
 #   .venv/       the dev environment (Python 3.11): requirements/dev.lock, with client/ and local/ editable
 #   .tools/sam/  the SAM CLI in its own environment: requirements/sam.lock
+# Test servers from Debian's packages (`make test-servers`): the MariaDB binaries the session tests start.
 # Lock files are made by uv (itself pinned, installed into .venv with pip): `make lock`.
 
 SHELL := /bin/bash
@@ -46,7 +47,7 @@ export UV_NO_PROGRESS := 1
 export SAM_CLI_TELEMETRY := 0
 SAM_ENV := AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1} AWS_REGION=$${AWS_REGION:-$${AWS_DEFAULT_REGION:-us-east-1}}
 
-.PHONY: help install sam-install lock lock-upgrade test lint format typecheck validate policy build build-check \
+.PHONY: help install sam-install test-servers lock lock-upgrade test lint format typecheck validate policy build build-check \
 	pytest openapi demo stack bench clean distclean
 
 help: ## List the targets
@@ -74,6 +75,21 @@ $(SAM_STAMP): requirements/sam.lock | $(UV)
 
 sam-install: $(SAM_STAMP) ## Create/refresh the SAM CLI tool venv (.tools/sam/) from requirements/sam.lock
 
+# The session tests start their own throwaway MariaDB (tests/sessions/mariadb.py): only the binaries
+# are needed, no service. mariadb-server-core has mariadbd and mariadb-install-db, mariadb-client-core
+# the my_print_defaults that mariadb-install-db runs. About 10 s on a fresh machine (apt lists included).
+MARIADB_PACKAGES := mariadb-server-core mariadb-client-core
+test-servers: ## Install the MariaDB server binaries for tests/sessions (Debian packages; skipped when present)
+	@if command -v mariadbd >/dev/null || [[ -x /usr/sbin/mariadbd ]]; then \
+		echo "test-servers: mariadbd present"; \
+	elif [[ $$(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then \
+		echo "test-servers: installing $(MARIADB_PACKAGES)"; \
+		apt-get update -q >/dev/null; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(MARIADB_PACKAGES) >/dev/null; \
+	else \
+		echo "test-servers: mariadbd missing and no root apt-get here: the MariaDB session tests will be skipped" >&2; \
+	fi
+
 # Order matters: the dev lock is constrained by the layer's and the runtime SDK's.
 lock: | $(UV) ## Re-resolve all lock files (keeps current pins where allowed; lock-upgrade to bump)
 	$(UV) pip compile requirements/layer.in -o layers/accessctl/requirements.txt $(LAYER_TARGET_FLAGS) $(LOCK_FLAGS) $(UPGRADE)
@@ -86,8 +102,8 @@ lock-upgrade: ## Re-resolve all lock files to the newest allowed versions
 
 # ------------------------------------------------------------------ checks
 
-test: ## THE test command: install, then lint, typecheck, validate, policy, build-check and pytest
-	$(MAKE) --no-print-directory install sam-install
+test: ## THE test command: install (venvs, test servers), then lint, typecheck, validate, policy, build-check and pytest
+	$(MAKE) --no-print-directory install sam-install test-servers
 	@failed=""; \
 	for step in lint typecheck validate policy build-check pytest; do \
 		echo "==> make $$step"; \

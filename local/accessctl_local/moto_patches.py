@@ -5,7 +5,8 @@ Tested against moto 5.2.5 (``TESTED_MOTO_VERSION``). What is patched, and why:
 * ``LambdaFunction._invoke_lambda`` (returns ``(payload_json_str, errored, logs)``): moto runs Lambda
   code only in Docker. The replacement hands the event to an in-process invoker (``runtime.py``).
   When ``errored`` is true moto answers ``X-Amz-Function-Error: Handled`` and Step Functions'
-  ``lambda:invoke`` integration takes the error name from the payload's ``errorType``.
+  ``lambda:invoke`` integration takes the error name from the payload's ``errorType``. The
+  function's current ``timeout`` (moto keeps ``UpdateFunctionConfiguration`` changes) is passed on.
 * ``LambdaFunction.invoke``: moto runs ``InvocationType=Event`` synchronously inside the caller's
   request; AWS answers 202 at once. Event invocations run on a background thread here.
 * ``BaseResponse.call_action``: counts every AWS API call the emulator serves, per service/action.
@@ -43,8 +44,10 @@ _DBI_ALPHABET = string.ascii_uppercase + string.digits
 class LambdaInvoker(Protocol):
     """What the patched ``_invoke_lambda`` delegates to (implemented by ``runtime.LambdaRuntime``)."""
 
-    def invoke_from_emulator(self, function_name: str, function_arn: str, event: Any) -> tuple[str, bool]:
-        """Run the function; return ``(payload_json, errored)``."""
+    def invoke_from_emulator(
+        self, function_name: str, function_arn: str, event: Any, timeout_seconds: float | None = None
+    ) -> tuple[str, bool]:
+        """Run the function within ``timeout_seconds``; return ``(payload_json, errored)``."""
         ...
 
 
@@ -151,7 +154,8 @@ def _invoke_lambda(self: LambdaFunction, event: Any = None) -> tuple[str, bool, 
     if isinstance(event, str | bytes):
         # moto passes the raw string "{}" when the request had no body.
         event = json.loads(event or "{}")
-    payload, errored = invoker.invoke_from_emulator(self.function_name, self.function_arn, event)
+    timeout = getattr(self, "timeout", None)  # the function's Timeout as configured now
+    payload, errored = invoker.invoke_from_emulator(self.function_name, self.function_arn, event, timeout)
     return payload, errored, ""
 
 

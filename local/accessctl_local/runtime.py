@@ -5,11 +5,20 @@ under a unique module name (several functions have an ``app.py``), lazily on fir
 that a handler that does not import yet fails that invocation (``Runtime.ImportModuleError``, as in
 AWS) rather than the whole deploy. A handler's exception becomes a Lambda function error whose
 ``errorType`` is the exception's class name, which is what ASL ``Retry``/``Catch`` match on.
+
+Each invocation runs on a thread of its own, bounded by the function's configured ``Timeout``
+(template.yaml, or as changed since through the Lambda API). A handler still running then is
+reported as Lambda reports it, a failed invocation with ``errorType`` ``Sandbox.Timedout``, and is
+stopped: an exception (:class:`SandboxTimedOut`, not an ``Exception``) is raised in its thread at its
+next Python instruction. As in AWS, what it had already done stays done, an AWS call already sent
+completes, and nothing after that point runs (short of ``finally`` blocks, which a frozen sandbox
+would not run either; a handler blocked in C code stops once that call returns).
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import importlib.util
 import json
 import logging
@@ -82,6 +91,13 @@ class _Fault:
 
 class FunctionNotFound(KeyError):
     pass
+
+
+class SandboxTimedOut(BaseException):
+    """Raised inside a handler's thread when its invocation ran past the function's Timeout."""
+
+
+TIMED_OUT = "Sandbox.Timedout"
 
 
 class LambdaRuntime:
@@ -168,8 +184,10 @@ class LambdaRuntime:
 
     # -------------------------------------------------------------- invoke
 
-    def invoke_from_emulator(self, function_name: str, function_arn: str, event: Any) -> tuple[str, bool]:
-        """Entry point for the patched moto ``_invoke_lambda``."""
+    def invoke_from_emulator(
+        self, function_name: str, function_arn: str, event: Any, timeout_seconds: float | None = None
+    ) -> tuple[str, bool]:
+        """Entry point for the patched moto ``_invoke_lambda`` (``timeout_seconds``: the function's current Timeout)."""
         try:
             spec = self.spec(function_name)
         except FunctionNotFound:
@@ -178,12 +196,16 @@ class LambdaRuntime:
                 "errorType": "Runtime.HandlerNotFound",
             }
             return json.dumps(payload), True
-        result = self.invoke(spec.function_name, event)
+        result = self.invoke(spec.function_name, event, timeout_seconds=timeout_seconds)
         return json.dumps(result.payload), result.errored
 
-    def invoke(self, function: str, event: Any) -> Invocation:
-        """Run a function's handler in this process and report as Lambda would (never raises for handler errors)."""
+    def invoke(self, function: str, event: Any, timeout_seconds: float | None = None) -> Invocation:
+        """Run a function's handler in this process and report as Lambda would (never raises for handler errors).
+
+        ``timeout_seconds`` defaults to the function's Timeout from the template.
+        """
         spec = self.spec(function)
+        timeout = timeout_seconds or spec.timeout_seconds
         request_id = str(uuid.uuid4())
         with self._lock:
             self._counts[spec.logical_id] = self._counts.get(spec.logical_id, 0) + 1
@@ -195,12 +217,41 @@ class LambdaRuntime:
             aws_request_id=request_id,
             log_group_name=f"/aws/lambda/{spec.function_name}",
             log_stream_name=f"{time.strftime('%Y/%m/%d', time.gmtime())}/[$LATEST]{uuid.uuid4().hex}",
-            deadline_ms=int(time.time() * 1000) + spec.timeout_seconds * 1000,
+            deadline_ms=int(time.time() * 1000) + int(timeout * 1000),
         )
         try:
             handler = self._handler(spec)
         except Exception as exc:
             return Invocation(_error_payload(exc, "Runtime.ImportModuleError", request_id), True, request_id)
+        outcome: dict[str, Any] = {}
+        worker = threading.Thread(
+            target=self._run,
+            args=(spec, handler, event, context, outcome),
+            name=f"lambda-{spec.logical_id}-{request_id[:8]}",
+            daemon=True,
+        )
+        worker.start()
+        worker.join(timeout)
+        if worker.is_alive():
+            _stop(worker)
+            message = f"RequestId: {request_id} Error: Task timed out after {timeout:.2f} seconds"
+            return Invocation({"errorMessage": message, "errorType": TIMED_OUT}, True, request_id)
+        if "error" in outcome:
+            return Invocation(_error_payload(outcome["error"], None, request_id), True, request_id)
+        if "result" not in outcome:  # a BaseException (SystemExit...) ended the handler's thread
+            payload = {"errorMessage": "the handler exited without a result", "errorType": "Runtime.ExitError"}
+            return Invocation(payload, True, request_id)
+        return Invocation(outcome["result"], False, request_id)
+
+    def _run(
+        self,
+        spec: FunctionSpec,
+        handler: Callable[[Any, Any], Any],
+        event: Any,
+        context: LambdaContext,
+        outcome: dict[str, Any],
+    ) -> None:
+        """One invocation, on its own thread: puts ``result`` or ``error`` into ``outcome``."""
         try:
             fault = self._take_fault(spec.function_name)
             if fault is not None:
@@ -210,10 +261,12 @@ class LambdaRuntime:
                     raise fault.exception
             result = handler(event, context)
             json.dumps(result)  # Lambda must serialise the result; fail here as Runtime.MarshalError would
+            outcome["result"] = result
+        except SandboxTimedOut:
+            log.debug("handler %s stopped after its timeout", spec.logical_id)
         except Exception as exc:
             log.debug("handler %s raised", spec.logical_id, exc_info=True)
-            return Invocation(_error_payload(exc, None, request_id), True, request_id)
-        return Invocation(result, False, request_id)
+            outcome["error"] = exc
 
     def _handler(self, spec: FunctionSpec) -> Callable[[Any, Any], Any]:
         handler = self._handlers.get(spec.function_name)
@@ -225,6 +278,12 @@ class LambdaRuntime:
                 handler = _load_handler(spec)
                 self._handlers[spec.function_name] = handler
         return handler
+
+
+def _stop(worker: threading.Thread) -> None:
+    """Raise :class:`SandboxTimedOut` in ``worker`` at its next Python instruction."""
+    assert worker.ident is not None
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(worker.ident), ctypes.py_object(SandboxTimedOut))
 
 
 def _load_handler(spec: FunctionSpec) -> Callable[[Any, Any], Any]:

@@ -156,13 +156,13 @@ def move_clock(monkeypatch: pytest.MonkeyPatch, minutes: float) -> datetime:
 # ------------------------------------------------------------------ the invariant
 
 
-def grant_policies(estate: Estate) -> dict[str, dict[str, Any]]:
+def grant_policies(estate: Any) -> dict[str, dict[str, Any]]:
     iam = estate.session.client("iam")
     pages = iam.get_paginator("list_policies").paginate(Scope="Local", PathPrefix=estate.deps.settings.grants_path)
     return {policy["PolicyName"]: policy for page in pages for policy in page["Policies"]}
 
 
-def grant_records(estate: Estate) -> list[dict[str, Any]]:
+def grant_records(estate: Any) -> list[dict[str, Any]]:
     table = estate.session.resource("dynamodb").Table(estate.deps.settings.grants_table)
     scan: dict[str, Any] = {"ConsistentRead": True}
     items: list[dict[str, Any]] = []
@@ -174,7 +174,7 @@ def grant_records(estate: Estate) -> list[dict[str, Any]]:
         scan["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
-def attached_to(estate: Estate, policy_arn: str) -> list[str]:
+def attached_to(estate: Any, policy_arn: str) -> list[str]:
     iam = estate.session.client("iam")
     pages = iam.get_paginator("list_entities_for_policy").paginate(PolicyArn=policy_arn)
     found: list[str] = []
@@ -199,6 +199,17 @@ def sweep_then_check(
     deps = deps or estate.deps
     report = sweep_expired_grants(deps)
     assert report.failed == {}, report.failed
+    check_estate(estate, now, deps, expected)
+    return report
+
+
+def check_estate(estate: Any, now: datetime, deps: Any = None, expected: Callable[[str], bool] | None = None) -> None:
+    """The invariant of :func:`sweep_then_check` at ``now``, without sweeping (the local stack's sweeper did).
+
+    ``estate`` needs ``session`` (its clients reach the account) and ``deps`` (``settings``,
+    ``grants``, ``iam``), as :class:`tests.conftest.Estate` has them.
+    """
+    deps = deps or estate.deps
     now_iso = to_iso(now)
     records = grant_records(estate)
     ids = [item["request_id"] for item in records]
@@ -231,7 +242,6 @@ def sweep_then_check(
         assert by_id[grant_id].status in LIVE, f"policy {name} outlives its {by_id[grant_id].status} record"
     if expected is not None:
         assert all(expected(request_id) for request_id in by_id)
-    return report
 
 
 def audit_write_fails_once(estate: Estate, monkeypatch: pytest.MonkeyPatch, event_type: AuditEventType) -> None:

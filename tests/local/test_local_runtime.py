@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import threading
+import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -140,3 +142,58 @@ def test_executions_run_handlers_concurrently(stack: LocalStack) -> None:
     # Then all three got through the barrier (no serialisation) and succeeded
     assert [r["status"] for r in results] == ["SUCCEEDED"] * 3
     assert not barrier.broken
+
+
+@pytest.fixture
+def one_second_timeout(stack: LocalStack) -> Iterator[None]:
+    """The step function's Timeout lowered to 1 s through the Lambda API (the template says 30)."""
+    lambda_client = stack.client("lambda")
+    name = stack.resources["StepFunction"]
+    lambda_client.update_function_configuration(FunctionName=name, Timeout=1)
+    yield
+    lambda_client.update_function_configuration(FunctionName=name, Timeout=30)
+
+
+def stopped_threads(stack: LocalStack) -> bool:
+    return not any(thread.name.startswith("lambda-StepFunction-") for thread in threading.enumerate())
+
+
+def test_a_handler_past_its_timeout_is_a_sandbox_timedout_error_and_stops_where_it_was(
+    stack: LocalStack, one_second_timeout: None
+) -> None:
+    # Given a handler that records a side effect, then works for longer than its 1 s Timeout
+    effects: list[str] = []
+
+    def slow(event: object, context: object) -> None:
+        effects.append("before the timeout")
+        for _ in range(200):  # 10 s of work, in small steps
+            time.sleep(0.05)
+        effects.append("after the timeout")
+
+    stack.inject_failure("StepFunction", before=slow)
+    # When the workflow runs it
+    result = run_execution(stack, stack.outputs["WorkflowArn"], {"n": 1})
+    # Then Step Functions saw the Lambda error Sandbox.Timedout (not retried: only TransientError is)
+    assert history_errors(stack, result["executionArn"]) == ["Sandbox.Timedout"]
+    error = json.loads(result["output"])["error"]
+    assert error["Error"] == "Sandbox.Timedout"
+    assert "Task timed out after 1.00 seconds" in error["Cause"]
+    # and the handler's side effect from before the timeout stays, while nothing after it ran
+    deadline = time.monotonic() + 30
+    while not stopped_threads(stack) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert stopped_threads(stack)
+    assert effects == ["before the timeout"]
+
+
+def test_a_timed_out_invocation_through_the_lambda_api_is_a_function_error(
+    stack: LocalStack, one_second_timeout: None
+) -> None:
+    stack.inject_failure("StepFunction", before=lambda event, context: time.sleep(3))
+
+    response = stack.client("lambda").invoke(FunctionName=stack.resources["StepFunction"], Payload=b"{}")
+
+    assert response["FunctionError"]
+    payload = json.loads(response["Payload"].read())
+    assert payload["errorType"] == "Sandbox.Timedout"
+    assert payload["errorMessage"].endswith("Task timed out after 1.00 seconds")

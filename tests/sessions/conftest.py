@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -89,3 +90,47 @@ def is_dead(connection: Any) -> bool:
     except Exception:
         return True
     return False
+
+
+# ------------------------------------------------------------------ MariaDB
+
+
+@pytest.fixture(scope="session")
+def mariadb() -> Iterator[Any]:
+    """A real MariaDB server (``tests/sessions/mariadb.py``). Skipped where the binaries are missing,
+    except in CI, where ``make test`` installs them and a missing server is a failure."""
+    from tests.sessions.mariadb import running_mariadb, server_binaries
+
+    if server_binaries() is None:
+        message = "mariadbd is not installed: `make test-servers` installs Debian's mariadb-server-core (as root)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    workdir = Path(tempfile.mkdtemp(prefix="accessctl-mariadb-"))
+    try:
+        with running_mariadb(workdir, db_users=(DB_USER, OTHER_USER)) as server:
+            yield server
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture
+def mysql_sessions(mariadb: Any) -> Iterator[OpenSessions]:
+    """Real TLS sessions on the MariaDB server: three as the granted db user, one as another user."""
+    sessions = OpenSessions(granted=[mariadb.connect(DB_USER) for _ in range(3)], others=[mariadb.connect(OTHER_USER)])
+    for connection in sessions.granted + sessions.others:
+        assert mysql_is_alive(connection)
+    yield sessions
+    for connection in sessions.granted + sessions.others:
+        with contextlib.suppress(Exception):
+            connection.close()
+    mariadb.kill_all(DB_USER, OTHER_USER)  # leave no session behind for the next test
+
+
+def mysql_is_alive(connection: Any) -> bool:
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+            return cursor.fetchone() == (1,)
+    except Exception:
+        return False

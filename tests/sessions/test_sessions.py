@@ -117,7 +117,8 @@ def test_given_a_remote_host_when_tls_is_turned_off_then_the_endpoint_is_refused
         )
 
 
-# ------------------------------------------------------------------ MySQL / MariaDB (a recording connection)
+# ------------------------------------------------------------------ MySQL / MariaDB: statements (a recording connection)
+# A real MariaDB server: test_mysql_sessions.py.
 
 
 class RecordingMysql:
@@ -126,18 +127,21 @@ class RecordingMysql:
     def __init__(self, ids: list[Any], gone: frozenset[int] = frozenset()) -> None:
         self.ids = ids
         self.gone = gone
+        self.privileges = ["PROCESS", "CONNECTION ADMIN"]
         self.executed: list[tuple[str, tuple[Any, ...]]] = []
         self.closed = False
 
     def cursor(self) -> RecordingMysql:
         return self
 
-    def execute(self, sql: str, params: tuple[Any, ...]) -> None:
+    def execute(self, sql: str, params: tuple[Any, ...] = ()) -> None:
         self.executed.append((sql, params))
         if sql.startswith("KILL") and params[0] in self.gone:
             raise RuntimeError(1094, "Unknown thread id")
 
     def fetchall(self) -> list[tuple[Any]]:
+        if "user_privileges" in self.executed[-1][0]:
+            return [(privilege,) for privilege in self.privileges]
         return [(thread_id,) for thread_id in self.ids]
 
     def close(self) -> None:
@@ -150,11 +154,11 @@ def test_given_mysql_sessions_when_terminated_then_each_is_killed_by_a_parameter
     outcome = terminate_sessions(target("mysql"), DB_USER, credentials=ADMIN, connector=lambda endpoint: fake)
 
     assert (outcome.status, outcome.terminated) == ("TERMINATED", 2)
-    assert fake.executed[0] == (
+    assert fake.executed[1] == (
         "SELECT id FROM information_schema.processlist WHERE user = %s AND id <> CONNECTION_ID()",
         (DB_USER,),
     )
-    assert fake.executed[1:] == [("KILL %s", (11,)), ("KILL %s", (12,)), ("KILL %s", (13,))]
+    assert fake.executed[2:] == [("KILL %s", (11,)), ("KILL %s", (12,)), ("KILL %s", (13,))]
     assert fake.closed
 
 

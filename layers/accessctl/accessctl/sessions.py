@@ -161,6 +161,14 @@ _PG_TERMINATE_AND_WAIT = (
 )
 _MYSQL_SESSIONS = "SELECT id FROM information_schema.processlist WHERE user = %s AND id <> CONNECTION_ID()"
 _MYSQL_UNKNOWN_THREAD = 1094
+# Without PROCESS (or SUPER) the processlist shows a user only its own threads: an empty list
+# would then be recorded as "0 sessions ended" while the db user's sessions carry on.
+# USER_PRIVILEGES lists global privileges per grantee ('user'@'host'); CURRENT_USER() is user@host.
+_MYSQL_OWN_PRIVILEGES = (
+    "SELECT privilege_type FROM information_schema.user_privileges WHERE grantee = "
+    "CONCAT('''', SUBSTRING_INDEX(CURRENT_USER(), '@', 1), '''@''', SUBSTRING_INDEX(CURRENT_USER(), '@', -1), '''')"
+)
+_MYSQL_SEE_ALL_SESSIONS = frozenset({"PROCESS", "SUPER"})
 
 
 def terminate_sessions(
@@ -228,6 +236,12 @@ def _terminate_postgres(connection: Any, db_user: str) -> int:
 
 def _kill_mysql(connection: Any, db_user: str) -> int:
     cursor = connection.cursor()
+    cursor.execute(_MYSQL_OWN_PRIVILEGES)
+    if not {str(row[0]).upper() for row in cursor.fetchall()} & _MYSQL_SEE_ALL_SESSIONS:
+        raise PermissionError(
+            "the admin user lacks the PROCESS privilege (granted directly, not through a role): "
+            "other users' sessions are invisible to it"
+        )
     cursor.execute(_MYSQL_SESSIONS, (db_user,))
     ids = [row[0] for row in cursor.fetchall()]
     ended = 0

@@ -1,0 +1,282 @@
+"""Faults on the local stack: template.yaml deployed into the emulator, the real ASL executing, the
+real handlers running in-process. IAM throttles issuing or revoking, and the issue step runs past
+its Lambda Timeout; the workflow's own Retry/Catch must leave every grant with one consistent
+record, and after one sweep no grant outlives its expiry (``check_estate``, the in-process faults'
+invariant, over the whole estate).
+
+IAM faults are raised by the emulator itself (its IAM backend runs in this process), so they reach
+the handlers as real throttling responses. Grants last a few seconds (the grant module's expiry
+is shortened in-process) and the SDK's own backoff sleeps are skipped: neither changes which step
+fails or what the ASL does about it. Nothing here asserts on timing.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from moto.iam.exceptions import IAMException
+from moto.iam.models import IAMBackend
+
+from accessctl.models import to_iso, utc_now
+from accessctl.store import GrantsStore
+from accessctl_local import LocalStack
+from accessctl_local.estate import Workload, attached_policies, audit_trail, create_database, grant_policies, workload
+from tests.conftest import Estate
+from tests.faults.support import check_estate
+from tests.support.template import PROJECT_ROOT
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+GRANT_SECONDS = 4
+SDK_ATTEMPTS = 6  # accessctl.aws: adaptive, max_attempts 5 (botocore: retries after the first); then TransientError
+TEMPLATE_TIMEOUT_SECONDS = 30  # Globals.Function.Timeout
+GRANTS_PATH = "/accessctl/grants/"
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[LocalStack]:
+    with LocalStack.start(project_root=PROJECT_ROOT, run_schedules=False) as running:
+        create_database(running, "orders-demo")
+        yield running
+
+
+@pytest.fixture(scope="module")
+def orders(stack: LocalStack) -> Workload:
+    return workload(stack, "orders-service", session_name="orders-task-1")
+
+
+@pytest.fixture(autouse=True)
+def short_grants_and_fast_sdk_retries(stack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Grants of GRANT_SECONDS (the handlers' copy of the grant module), SDK retries without sleeping."""
+
+    def seconds_not_minutes(granted_at: Any, minutes: int) -> str:
+        return to_iso(granted_at + timedelta(seconds=GRANT_SECONDS))
+
+    # Resolved now, while the stack runs: the handlers' own copy of the package (see LocalStack).
+    monkeypatch.setattr("accessctl.grants.grant_expiry", seconds_not_minutes)
+    monkeypatch.setattr("botocore.retries.standard.ExponentialBackoff.delay_amount", lambda self, context: 0)
+    monkeypatch.setattr("botocore.retries.adaptive.ClientRateLimiter.on_sending_request", lambda self, **kwargs: None)
+
+
+@pytest.fixture(autouse=True)
+def no_grant_outlives_its_test(stack: LocalStack) -> Iterator[None]:
+    yield
+    for policy in grant_policies(stack):
+        grant_id = policy["PolicyName"].removeprefix("accessctl-grant-")
+        stack.invoke("RevokeGrantFunction", {"request_id": grant_id, "reason": "EARLY", "actor": "test-cleanup"})
+
+
+# ------------------------------------------------------------------ helpers
+
+
+def throttle(monkeypatch: pytest.MonkeyPatch, operation: str, times: int) -> list[str]:
+    """The emulator's IAM answers ``operation`` with Throttling ``times`` times, then serves it."""
+    original = getattr(IAMBackend, operation)
+    throttled: list[str] = []
+
+    def maybe_throttled(self: IAMBackend, *args: Any, **kwargs: Any) -> Any:
+        if len(throttled) < times:
+            throttled.append(operation)
+            raise IAMException("Throttling", "Rate exceeded")
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(IAMBackend, operation, maybe_throttled)
+    return throttled
+
+
+def request(orders: Workload, key: str) -> str:
+    return orders.client.submit(
+        database="orders-demo", db_user="app_rw", duration_minutes=1, reason="fault test", idempotency_key=key
+    ).request_id
+
+
+def execution_arn(stack: LocalStack, request_id: str) -> str:
+    machine = stack.resources["AccessRequestStateMachine"]
+    return machine.replace(":stateMachine:", ":execution:") + f":{request_id}"
+
+
+def finished(stack: LocalStack, request_id: str, limit_s: float = 120) -> dict[str, Any]:
+    """The execution once it has left RUNNING (the limit only stops a hung test)."""
+    sfn = stack.client("stepfunctions")
+    deadline = time.monotonic() + limit_s
+    while True:
+        described = sfn.describe_execution(executionArn=execution_arn(stack, request_id))
+        if described["status"] != "RUNNING" or time.monotonic() > deadline:
+            return dict(described)
+        time.sleep(0.25)
+
+
+def failed_tasks(stack: LocalStack, request_id: str) -> list[tuple[str, str]]:
+    """(state, error) of every failed task attempt, in order."""
+    events = stack.client("stepfunctions").get_execution_history(executionArn=execution_arn(stack, request_id))[
+        "events"
+    ]
+    state = ""
+    failures: list[tuple[str, str]] = []
+    for event in events:
+        if "stateEnteredEventDetails" in event:
+            state = event["stateEnteredEventDetails"]["name"]
+        if "taskFailedEventDetails" in event:
+            failures.append((state, event["taskFailedEventDetails"]["error"]))
+    return failures
+
+
+def events_of(stack: LocalStack, request_id: str) -> list[str]:
+    return [row["event_type"] for row in audit_trail(stack, request_id)]
+
+
+def sweep_then_check_estate(stack: LocalStack) -> dict[str, Any]:
+    """The template's sweeper once, then the whole-estate invariant at the current time."""
+    sweep = stack.fire_schedule("SweepGrantsFunctionSweep")
+    assert not sweep.errored, sweep.payload
+    assert sweep.payload.get("failed", {}) == {}, sweep.payload
+    session = stack.session()  # its clients reach the emulator through AWS_ENDPOINT_URL, set while the stack runs
+    grants_table = session.resource("dynamodb").Table(stack.resources["GrantsTable"])
+    deps = SimpleNamespace(
+        settings=SimpleNamespace(grants_table=stack.resources["GrantsTable"], grants_path=GRANTS_PATH),
+        grants=GrantsStore(grants_table),
+        iam=session.client("iam"),
+    )
+    check_estate(Estate(session=session, deps=deps), utc_now())
+    return dict(sweep.payload)
+
+
+def issued_once_and_revoked_at_expiry(stack: LocalStack, orders: Workload, request_id: str) -> None:
+    """One policy while it was live, one GRANT_ISSUED, revoked by its workflow at expiry, nothing left."""
+    view = orders.client.get_request(request_id)
+    assert view.status == "REVOKED"
+    assert view.grant is not None and view.grant.revoke_reason == "EXPIRED"
+    events = events_of(stack, request_id)
+    assert events.count("GRANT_ISSUED") == 1
+    assert events.count("GRANT_REVOKED") == 1
+    assert attached_policies(stack, "orders-service") == []
+    assert [p for p in grant_policies(stack) if p["PolicyName"].endswith(request_id)] == []
+
+
+# ------------------------------------------------------------------ (a) IAM throttles the issue step
+
+
+@pytest.mark.parametrize(
+    ("operation", "throttles"),
+    [("create_policy", SDK_ATTEMPTS), ("attach_role_policy", 2 * SDK_ATTEMPTS)],
+    ids=["CreatePolicy throttled past one invocation's SDK retries", "AttachRolePolicy throttled past two"],
+)
+def test_given_iam_throttles_issuing_when_the_asl_retries_then_one_policy_one_record_and_revoked_at_expiry(
+    stack: LocalStack, orders: Workload, monkeypatch: pytest.MonkeyPatch, operation: str, throttles: int
+) -> None:
+    # Given IAM throttles a step of issuing for longer than the SDK retries within one invocation
+    throttled = throttle(monkeypatch, operation, throttles)
+    seen_policies: set[str] = set()
+    watch = _watch_policies(stack, seen_policies)
+
+    # When a request runs through the real workflow until its grant expires
+    request_id = request(orders, key=f"throttle-{operation}")
+    execution = finished(stack, request_id)
+    watch()
+
+    # Then the ASL's Retry on TransientError re-ran IssueGrant, the grant went live once, and the
+    # workflow revoked it at expiry
+    assert execution["status"] == "SUCCEEDED", execution
+    assert len(throttled) == throttles
+    assert failed_tasks(stack, request_id) == [("IssueGrant", "TransientError")] * (throttles // SDK_ATTEMPTS)
+    assert seen_policies == {f"accessctl-grant-{request_id}"}  # never a second policy
+    issued_once_and_revoked_at_expiry(stack, orders, request_id)
+    assert sweep_then_check_estate(stack)["revoked"] == []
+
+
+def _watch_policies(stack: LocalStack, seen: set[str]) -> Callable[[], None]:
+    """Record every grant policy name that exists while the workflow runs (polled on a thread)."""
+    import threading
+
+    stop = threading.Event()
+
+    def poll() -> None:
+        while not stop.is_set():
+            seen.update(policy["PolicyName"] for policy in grant_policies(stack))
+            stop.wait(0.2)
+
+    thread = threading.Thread(target=poll, daemon=True)
+    thread.start()
+
+    def done() -> None:
+        stop.set()
+        thread.join(10)
+
+    return done
+
+
+# ------------------------------------------------------------------ (b) the issue step times out
+
+
+@pytest.fixture
+def issue_grant_times_out_after_2s(stack: LocalStack) -> Iterator[None]:
+    """IssueGrantFunction's Timeout lowered through the Lambda API (the template says 30 s)."""
+    lambda_client = stack.client("lambda")
+    name = stack.resources["IssueGrantFunction"]
+    lambda_client.update_function_configuration(FunctionName=name, Timeout=2)
+    yield
+    lambda_client.update_function_configuration(FunctionName=name, Timeout=TEMPLATE_TIMEOUT_SECONDS)
+
+
+def test_given_issue_grant_times_out_after_attaching_when_the_asl_catches_it_then_compensated_and_nothing_left(
+    stack: LocalStack, orders: Workload, monkeypatch: pytest.MonkeyPatch, issue_grant_times_out_after_2s: None
+) -> None:
+    # Given AttachRolePolicy takes effect at once but answers only after IssueGrant's 2 s Timeout
+    original_attach = IAMBackend.attach_role_policy
+    attached: list[str] = []
+
+    def slow_attach(self: IAMBackend, policy_arn: str, role_name: str) -> None:
+        original_attach(self, policy_arn, role_name)
+        attached.append(policy_arn)
+        time.sleep(3)
+
+    monkeypatch.setattr(IAMBackend, "attach_role_policy", slow_attach)
+
+    # When a request runs through the real workflow
+    request_id = request(orders, key="issue-timeout")
+    execution = finished(stack, request_id)
+
+    # Then Lambda reported Sandbox.Timedout, which IssueGrant's Retry does not match: Catch ran the
+    # compensation, which removed the policy the timed-out invocation had attached
+    assert execution["status"] == "FAILED", execution
+    assert failed_tasks(stack, request_id) == [("IssueGrant", "Sandbox.Timedout")]
+    assert len(attached) == 1  # the side effect before the timeout happened, and stayed until compensated
+    view = orders.client.get_request(request_id)
+    assert view.status == "FAILED"
+    assert "Sandbox.Timedout" in (view.raw.get("failure") or "")
+    events = events_of(stack, request_id)
+    assert "GRANT_ISSUED" not in events  # the timed-out invocation never got past the attach
+    assert events.count("GRANT_COMPENSATED") == 1 and events[-1] == "REQUEST_FAILED"
+    assert attached_policies(stack, "orders-service") == []
+    # and one sweep after expiry finds nothing left to revoke; the estate is consistent
+    time.sleep(GRANT_SECONDS + 1)
+    assert sweep_then_check_estate(stack)["revoked"] == []
+    assert orders.client.get_request(request_id).status == "FAILED"
+
+
+# ------------------------------------------------------------------ (c) IAM throttles the revoke step
+
+
+def test_given_iam_throttles_revoking_at_expiry_when_the_asl_retries_then_revoked_once_by_the_workflow(
+    stack: LocalStack, orders: Workload, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given IAM throttles DeletePolicy for longer than one RevokeGrant invocation's SDK retries
+    throttled = throttle(monkeypatch, "delete_policy", SDK_ATTEMPTS)
+
+    # When a grant is issued and expires
+    request_id = request(orders, key="revoke-throttled")
+    execution = finished(stack, request_id)
+
+    # Then the ASL's Retry re-ran RevokeGrant, which revoked it (recorded once, by the workflow)
+    assert execution["status"] == "SUCCEEDED", execution
+    assert len(throttled) == SDK_ATTEMPTS
+    assert failed_tasks(stack, request_id) == [("RevokeGrant", "TransientError")]
+    issued_once_and_revoked_at_expiry(stack, orders, request_id)
+    revoked = [row for row in audit_trail(stack, request_id) if row["event_type"] == "GRANT_REVOKED"]
+    assert [row["actor"] for row in revoked] == ["workflow"]
+    assert sweep_then_check_estate(stack)["revoked"] == []
