@@ -160,8 +160,8 @@ def _after_call(http_response: Any, parsed: dict[str, Any], model: Any, **kwargs
     request_id = metadata.get("RequestId") or (metadata.get("HTTPHeaders") or {}).get("x-amzn-requestid")
     if not request_id:
         return
-    region = (kwargs.get("context") or {}).get("client_region")
-    region = _CLOUDTRAIL_REGION.get(region, region)
+    client_region = (kwargs.get("context") or {}).get("client_region")
+    region = _CLOUDTRAIL_REGION.get(str(client_region), client_region)
     error = (parsed.get("Error") or {}).get("Code") or None
     request = AwsRequest(
         service=service, operation=operation, request_id=str(request_id), region=region, at=precise_now(), error=error
