@@ -144,6 +144,11 @@ def build_parser() -> argparse.ArgumentParser:
     verify = audit_commands.add_parser("verify", parents=common, help="verify the hash chain; report the first break")
     verify.add_argument("--since", help="ISO 8601 instant (default: the day of --until)")
     verify.add_argument("--until", help="ISO 8601 instant (default: now)")
+    verify.add_argument(
+        "--anchored",
+        action="store_true",
+        help="also compare each exported day with its manifest in the audit export bucket (AuditExport=true)",
+    )
     verify.set_defaults(handler=_cmd_audit_verify)
     return parser
 
@@ -264,11 +269,16 @@ def _cmd_audit_access(client: AccessctlClient, args: argparse.Namespace) -> int:
 
 
 def _cmd_audit_verify(client: AccessctlClient, args: argparse.Namespace) -> int:
-    report = client.audit_verify(args.since, args.until)
+    report = client.audit_verify(args.since, args.until, anchored=args.anchored)
     if args.json:
         _out(report)
     elif report.get("ok"):
-        _out(f"ok: {report.get('records')} records in {report.get('streams')} streams verify")
+        summary = f"ok: {report.get('records')} records in {report.get('streams')} streams verify"
+        if report.get("expired"):
+            summary += f"; {report['expired']} left by retention"
+        if args.anchored:
+            summary += f"; {len(report.get('anchored_days') or [])} days match their export manifest"
+        _out(summary)
     else:
         found = report.get("first_break") or {}
         _out(f"BROKEN at {found.get('stream')} #{found.get('sequence')} ({found.get('kind')}): {found.get('detail')}")

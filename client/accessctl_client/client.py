@@ -242,9 +242,16 @@ class AccessctlClient:
         query = {"database": database, "from": since, "to": until}
         return dict(self._call("GET", "/audit/access", query=query, retry=True))
 
-    def audit_verify(self, since: str | None = None, until: str | None = None) -> dict[str, Any]:
-        """Verify the audit hash chain over the days of [since, until] (``GET /audit/verify``)."""
+    def audit_verify(
+        self, since: str | None = None, until: str | None = None, *, anchored: bool = False
+    ) -> dict[str, Any]:
+        """Verify the audit hash chain over the days of [since, until] (``GET /audit/verify``).
+
+        ``anchored``: also compare each exported day with its manifest in the export bucket, which
+        finds a day's stream deleted together with its chain links."""
         query = {name: value for name, value in (("since", since), ("until", until)) if value}
+        if anchored:
+            query["anchored"] = "true"
         return dict(self._call("GET", "/audit/verify", query=query, retry=True))
 
     def revoke(self, grant_id: str) -> GrantRecord:

@@ -27,8 +27,10 @@ from accessctl.access_requests import (
     submit_for_person,
     submit_request,
 )
-from accessctl.audit import VerifyReport, verify
+from accessctl.audit import VerifyReport, days_between, verify
+from accessctl.audit_export import load_manifests
 from accessctl.audit_query import AccessAnswer, AuditFilter, AuditPage
+from accessctl.aws import client
 from accessctl.dependencies import default_dependencies
 from accessctl.errors import AccessctlError, BadRequestError, ForbiddenError
 from accessctl.id_tokens import ID_TOKEN_HEADER, verify_id_token
@@ -179,6 +181,9 @@ def read_audit_access(
 def read_audit_verify(
     since: Annotated[str | None, Query(max_length=40, description="ISO 8601 instant")] = None,
     until: Annotated[str | None, Query(max_length=40, description="ISO 8601 instant")] = None,
+    anchored: Annotated[
+        bool, Query(description="Also compare each exported day with its manifest in the audit export bucket")
+    ] = False,
 ) -> VerifyReport:
     table = _admin_audit_table()
     bounds = AuditFilter(since=since, until=until)  # normalised (400 on a malformed instant)
@@ -186,7 +191,12 @@ def read_audit_verify(
     start = bounds.since or end  # default: the streams of the day of `until`
     if start > end:
         raise BadRequestError("since is after until")
-    return verify(table, start, end)
+    if not anchored:
+        return verify(table, start, end)
+    bucket = default_dependencies().settings.audit_export_bucket
+    if bucket is None:
+        raise BadRequestError("anchored verification needs the audit export (AuditExport=true)")
+    return verify(table, start, end, anchors=load_manifests(client("s3"), bucket, days_between(start, end)))
 
 
 @app.exception_handler(AccessctlError)

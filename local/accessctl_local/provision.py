@@ -21,6 +21,8 @@ AWS::StepFunctions::StateMachine   created via the Step Functions API with subst
 AWS::Scheduler::Schedule           EventBridge Scheduler schedule; also fired by ``schedules.py``
 AWS::Events::Rule                  EventBridge rule; scheduled ones also fired by ``schedules.py``
 AWS::CloudWatch::Alarm/Dashboard   recorded in moto's CloudWatch (nothing evaluates them locally)
+AWS::S3::Bucket/BucketPolicy       bucket (Object Lock, versioning, encryption, public access block,
+                                   ownership, tags) and its policy, less conditional Deny statements
 AWS::ApiGateway::RestApi/Stage/    not created in moto: served by ``api.py`` (ids are generated)
 Deployment
 =================================  =================================================================
@@ -577,6 +579,64 @@ def _cloudwatch_alarm(p: Provisioner, logical_id: str, props: dict[str, Any]) ->
     return DeployedResource(logical_id, "AWS::CloudWatch::Alarm", args["AlarmName"], {"Arn": arn}, props)
 
 
+def _s3_bucket(p: Provisioner, logical_id: str, props: dict[str, Any]) -> DeployedResource:
+    """A bucket with the template's Object Lock, versioning, encryption, public access block and ownership."""
+    s3 = p.client("s3")
+    name = props.get("BucketName") or p.physical_name(logical_id, 63).lower()
+    args: dict[str, Any] = {"Bucket": name}
+    if p.region != "us-east-1":
+        args["CreateBucketConfiguration"] = {"LocationConstraint": p.region}
+    if props.get("ObjectLockEnabled"):
+        args["ObjectLockEnabledForBucket"] = True
+    s3.create_bucket(**args)
+    if "VersioningConfiguration" in props:
+        s3.put_bucket_versioning(
+            Bucket=name, VersioningConfiguration={"Status": props["VersioningConfiguration"]["Status"]}
+        )
+    lock = props.get("ObjectLockConfiguration")
+    if lock and lock.get("Rule"):
+        retention = {
+            key: int(value) if key in ("Days", "Years") else value
+            for key, value in lock["Rule"]["DefaultRetention"].items()
+        }
+        s3.put_object_lock_configuration(
+            Bucket=name,
+            ObjectLockConfiguration={"ObjectLockEnabled": "Enabled", "Rule": {"DefaultRetention": retention}},
+        )
+    if "BucketEncryption" in props:
+        # CloudFormation names the API's ApplyServerSideEncryptionByDefault ServerSideEncryptionByDefault.
+        rules = [
+            {
+                ("ApplyServerSideEncryptionByDefault" if key == "ServerSideEncryptionByDefault" else key): value
+                for key, value in rule.items()
+            }
+            for rule in props["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+        ]
+        s3.put_bucket_encryption(Bucket=name, ServerSideEncryptionConfiguration={"Rules": rules})
+    if "PublicAccessBlockConfiguration" in props:
+        block = {key: bool(value) for key, value in props["PublicAccessBlockConfiguration"].items()}
+        s3.put_public_access_block(Bucket=name, PublicAccessBlockConfiguration=block)
+    if "OwnershipControls" in props:
+        s3.put_bucket_ownership_controls(Bucket=name, OwnershipControls=props["OwnershipControls"])
+    if props.get("Tags"):
+        s3.put_bucket_tagging(Bucket=name, Tagging={"TagSet": _tags_list(props["Tags"])})
+    attributes = {"Arn": f"arn:aws:s3:::{name}", "DomainName": f"{name}.s3.amazonaws.com"}
+    return DeployedResource(logical_id, "AWS::S3::Bucket", name, attributes, props)
+
+
+def _s3_bucket_policy(p: Provisioner, logical_id: str, props: dict[str, Any]) -> DeployedResource:
+    """moto's S3 applies a bucket policy's Deny without evaluating its Condition, so a conditional
+    Deny (TLS only: ``aws:SecureTransport`` false) would refuse every call to the plain-HTTP
+    emulator. Those statements are kept in the resource's properties, not put on the bucket."""
+    document = props["PolicyDocument"]
+    enforceable = [s for s in document.get("Statement", []) if not (s.get("Effect") == "Deny" and s.get("Condition"))]
+    if enforceable:
+        p.client("s3").put_bucket_policy(
+            Bucket=props["Bucket"], Policy=_policy_json({**document, "Statement": enforceable})
+        )
+    return DeployedResource(logical_id, "AWS::S3::BucketPolicy", props["Bucket"], {}, props)
+
+
 def _cloudwatch_dashboard(p: Provisioner, logical_id: str, props: dict[str, Any]) -> DeployedResource:
     name = props.get("DashboardName") or p.physical_name(logical_id, 255)
     p.client("cloudwatch").put_dashboard(DashboardName=name, DashboardBody=props["DashboardBody"])
@@ -599,6 +659,8 @@ _PROVISIONERS: dict[str, Callable[[Provisioner, str, dict[str, Any]], DeployedRe
     "AWS::ApiGateway::Deployment": _api_deployment,
     "AWS::CloudWatch::Alarm": _cloudwatch_alarm,
     "AWS::CloudWatch::Dashboard": _cloudwatch_dashboard,
+    "AWS::S3::Bucket": _s3_bucket,
+    "AWS::S3::BucketPolicy": _s3_bucket_policy,
 }
 
 SUPPORTED_RESOURCE_TYPES = frozenset(_PROVISIONERS)

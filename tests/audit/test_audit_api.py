@@ -73,3 +73,9 @@ def test_given_garbage_when_querying_then_bad_request(api: ModuleType, admin: st
     status, _ = _get(api, "/audit", query, admin)
 
     assert status == 400
+
+
+def test_given_no_audit_export_when_verifying_anchored_then_bad_request(api: ModuleType, admin: str) -> None:  # noqa: F811
+    status, answer = _get(api, "/audit/verify", {"anchored": "true"}, admin)
+
+    assert status == 400 and "AuditExport" in answer["message"]

@@ -20,33 +20,70 @@ Verification (:func:`verify`) walks each stream of a time range in sequence orde
 record), a record whose hash does not match its content (an edited record), or a
 ``previous_hash`` that does not match its predecessor (an edited-and-rehashed predecessor). The
 newest link witnesses the tail, so deleting or rewriting the last record is found too.
+
+Retention (``AUDIT_RETENTION_DAYS``, 0 = forever): the chain writes ``retain_until`` (epoch
+seconds, ``at`` + the retention) on each record and on its link, and DynamoDB's TTL removes them
+after that; the application still never deletes. Verification tells expiry from deletion by the
+records' own ``retain_until``, not by the current setting (see :func:`verify`).
+
+Anchors (:class:`AuditManifest`): the exporter (:mod:`accessctl.audit_export`) writes each closed
+day's records to S3 with, per stream, its head (last sequence and record hash). Given those
+manifests, verification also finds a day whose whole stream was deleted with its links, or a
+stream rewritten consistently: neither leaves a trace in the table itself.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from boto3.dynamodb.conditions import Key
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 
 from accessctl.aws import error_code, transient_errors_surface
-from accessctl.models import AccessRequest, AuditEvent, AuditEventType, precise_now
+from accessctl.models import AccessRequest, AuditEvent, AuditEventType, AwsRequest, precise_now
 from accessctl.store import drop_none
 
 STREAM_SHARDS = 8
 STREAM_INDEX = "ByStream"
 LINK_PREFIX = "CHAIN#"
 _PER_TRANSACTION = 50  # a record and its link per record: TransactWriteItems takes 100 actions
+# A record is committed at most this long after its ``at`` (a scan's batch is written when the scan
+# ends, within the longest Lambda timeout): bounds a deleted record's ``retain_until`` from its
+# predecessor's when neither it nor its link survives.
+APPEND_DELAY_BOUND = timedelta(hours=1)
+DAY = timedelta(days=1)
 _SERIALIZER = TypeSerializer()
 _DESERIALIZER = TypeDeserializer()
+
+
+class AuditRetention(BaseModel):
+    """``AUDIT_RETENTION_DAYS`` from the environment: how long DynamoDB keeps a record (0 = forever)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    audit_retention_days: int = Field(default=0, ge=0, le=36500)
+
+
+@lru_cache(maxsize=1)
+def configured_retention_days() -> int:
+    """Read once per process; every writer of the chain (grants, sweeper, remediation) uses it."""
+    names = {name.lower(): value for name, value in os.environ.items() if name == "AUDIT_RETENTION_DAYS"}
+    return AuditRetention.model_validate(names).audit_retention_days
+
+
+def epoch_seconds(instant: str) -> int:
+    return int(datetime.fromisoformat(instant.replace("Z", "+00:00")).timestamp())
 
 
 class AuditChainError(RuntimeError):
@@ -97,11 +134,21 @@ class AuditChain:
     resource's ``meta.client`` (``typed=False``) converts plain Python values itself.
     """
 
-    def __init__(self, dynamodb: Any, table_name: str, max_attempts: int = 25, *, typed: bool = True) -> None:
+    def __init__(
+        self,
+        dynamodb: Any,
+        table_name: str,
+        max_attempts: int = 25,
+        *,
+        typed: bool = True,
+        retention_days: int | None = None,
+    ) -> None:
         self._dynamodb = dynamodb
         self._table_name = table_name
         self._max_attempts = max_attempts
         self._typed = typed
+        # None: the deployment's AUDIT_RETENTION_DAYS; 0: kept forever (no TTL attribute).
+        self._retention = timedelta(days=configured_retention_days() if retention_days is None else retention_days)
 
     def _out(self, value: Any) -> Any:
         return _SERIALIZER.serialize(value) if self._typed else value
@@ -150,11 +197,16 @@ class AuditChain:
                 sequence, previous = heads[stream]
                 sequence += 1
                 item = {**record, "stream": stream, "sequence": sequence, "previous_hash": previous}
+                if self._retention:
+                    # The TTL attribute is part of the hashed record: shortening it is an edit.
+                    item["retain_until"] = epoch_seconds(item["at"]) + int(self._retention.total_seconds())
                 item["record_hash"] = record_hash(item)
                 heads[stream] = (sequence, item["record_hash"])
                 chained.append(item)
                 link = {**link_key(stream, sequence), "record_hash": item["record_hash"], "at": item["at"]}
                 link.update(record_subject=item["subject"], record_event_key=item["event_key"])
+                if "retain_until" in item:
+                    link["retain_until"] = item["retain_until"]  # leaves with its record
                 for document in (item, link):
                     actions.append(
                         {
@@ -208,7 +260,10 @@ class AuditLog:
         outcome: str | None = None,
         reason: str | None = None,
         details: dict[str, Any] | None = None,
+        aws_requests: list[AwsRequest] | None = None,
     ) -> AuditEvent:
+        """Write one record. ``aws_requests``: the controller's own mutating AWS calls that made this
+        outcome (:func:`accessctl.aws.aws_requests`), for an investigator's pivot to CloudTrail."""
         event = AuditEvent(
             event_id=str(uuid.uuid4()),
             event_type=event_type,
@@ -221,14 +276,14 @@ class AuditLog:
             outcome=outcome,
             reason=reason,
             details={**_requester_details(request), **(details or {})},
+            aws_requests=list(aws_requests or []) or None,
         )
         item = event_item(event)
         written = self._sink([item]) or []
         if written:
             chained = written[0]
-            event = event.model_copy(
-                update={name: chained[name] for name in ("stream", "sequence", "previous_hash", "record_hash")}
-            )
+            names = ("stream", "sequence", "previous_hash", "record_hash", "retain_until")
+            event = event.model_copy(update={name: chained[name] for name in names if name in chained})
         return event
 
     def for_subject(self, subject: str) -> list[AuditEvent]:
@@ -245,8 +300,8 @@ class AuditLog:
 
 def event_item(event: AuditEvent) -> dict[str, Any]:
     """The stored form of a record before chaining."""
-    document = drop_none(event.model_dump(mode="json"))
-    for name in ("stream", "sequence", "previous_hash", "record_hash"):
+    document = drop_none(event.model_dump(mode="json", exclude_none=True))
+    for name in ("stream", "sequence", "previous_hash", "record_hash", "retain_until"):
         document.pop(name, None)
     return {
         **document,
@@ -269,10 +324,33 @@ def event_from_item(item: dict[str, Any]) -> AuditEvent:
 class ChainBreak(BaseModel):
     stream: str
     sequence: int  # the position of the first record that does not verify
-    kind: str  # "missing" (deleted) | "edited" | "previous_hash" | "tail"
+    kind: str  # "missing" (deleted) | "edited" | "previous_hash" | "tail" | "anchor" (differs from the export)
     detail: str
     event_key: str | None = None
     subject: str | None = None
+
+
+class StreamAnchor(BaseModel):
+    """One stream's head when its day was exported: what the table must still hold."""
+
+    last_sequence: int = 0  # 0: the stream had no record
+    head_hash: str | None = None  # record_hash of the last record
+    records: int = 0  # records exported (fewer than last_sequence if some had expired already)
+    first_retain_until: int | None = None  # retain_until of sequence 1 (None: kept forever, or not exported)
+    last_retain_until: int | None = None  # retain_until of the last record
+    key: str | None = None  # the stream's JSON-lines object
+    sha256: str | None = None  # of that object
+
+
+class AuditManifest(BaseModel):
+    """A closed day's anchor outside the table (``<prefix><day>/manifest.json`` in the export bucket)."""
+
+    format: str = "accessctl-audit-manifest/1"
+    day: str
+    table: str
+    exported_at: str
+    shards: int = STREAM_SHARDS
+    streams: dict[str, StreamAnchor]  # every shard of the day, "YYYY-MM-DD#k" -> its head
 
 
 class VerifyReport(BaseModel):
@@ -280,6 +358,8 @@ class VerifyReport(BaseModel):
     until: str
     streams: int = 0
     records: int = 0
+    expired: int = 0  # records gone because their retain_until had passed (DynamoDB TTL), not breaks
+    anchored_days: list[str] = Field(default_factory=list)  # days compared with their export manifest
     seconds: float = 0.0
     ok: bool = True
     first_break: ChainBreak | None = None
@@ -291,26 +371,58 @@ def days_between(since: str, until: str) -> list[str]:
     return [(start + timedelta(days=offset)).isoformat() for offset in range((end - start).days + 1)]
 
 
-def verify(table: Any, since: str, until: str, shards: int = STREAM_SHARDS) -> VerifyReport:
+def verify(
+    table: Any,
+    since: str,
+    until: str,
+    shards: int = STREAM_SHARDS,
+    *,
+    anchors: Mapping[str, AuditManifest] | None = None,
+    now: datetime | None = None,
+) -> VerifyReport:
     """Walk every stream of every day from ``since`` to ``until`` (whole days: a chain starts at its
-    day's genesis) and report the first break, in (day, shard, sequence) order."""
+    day's genesis) and report the first break, in (day, shard, sequence) order.
+
+    Retention: a record may be absent only if it may have expired (DynamoDB's TTL deletes in no
+    particular order, record and link separately, up to days late). A gap at sequence ``s`` is
+    accepted as expiry when ``s`` certainly or possibly had ``retain_until <= now``:
+
+    - its link survives: the link's ``retain_until`` (the record's own) must have passed;
+    - its link is gone too: a lower bound of its ``retain_until`` must have passed. The bound is the
+      previous surviving record's (or link's) ``retain_until`` minus :data:`APPEND_DELAY_BOUND`
+      (``s`` was appended after it); at the start of a stream, the anchor's ``first_retain_until``,
+      else the day's start plus the retention of the next surviving record.
+
+    A record without ``retain_until`` never expires, so with retention off every gap is a deletion,
+    as before; inside the retention horizon (``retain_until`` in the future) a deleted record is
+    found whatever the current setting. An edited record is found whether or not it is expiring.
+
+    ``anchors`` (day -> manifest): each anchored day's streams must also end where the export saw
+    them end (same last sequence and record hash), unless that last record has expired since.
+    """
     started = time.perf_counter()
+    now_epoch = int((now or datetime.now(UTC)).timestamp())
     report = VerifyReport(since=since, until=until)
     for day in days_between(since, until):
+        manifest = (anchors or {}).get(day)
+        if manifest is not None:
+            report.anchored_days.append(day)
         for shard in range(shards):
             stream = f"{day}#{shard}"
-            walked, found = _verify_stream(table, stream)
-            report.records += walked
-            report.streams += 1 if walked or found else 0
-            if found is not None:
-                report.ok, report.first_break = False, found
+            anchor = manifest.streams.get(stream, StreamAnchor()) if manifest is not None else None
+            walk = _verify_stream(table, stream, now_epoch, anchor)
+            report.records += walk.records
+            report.expired += walk.expired
+            report.streams += 1 if walk.records or walk.expired or walk.found else 0
+            if walk.found is not None:
+                report.ok, report.first_break = False, walk.found
                 report.seconds = time.perf_counter() - started
                 return report
     report.seconds = time.perf_counter() - started
     return report
 
 
-def _stream_items(table: Any, stream: str) -> Iterator[dict[str, Any]]:
+def stream_items(table: Any, stream: str) -> Iterator[dict[str, Any]]:
     query: dict[str, Any] = {"IndexName": STREAM_INDEX, "KeyConditionExpression": Key("stream").eq(stream)}
     while True:
         with transient_errors_surface():
@@ -321,7 +433,7 @@ def _stream_items(table: Any, stream: str) -> Iterator[dict[str, Any]]:
         query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
-def _linked_record(table: Any, stream: str, sequence: int) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+def linked_record(table: Any, stream: str, sequence: int) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
     """The link of a sequence and its record, read consistently from the table (not the index)."""
     with transient_errors_surface():
         link = table.get_item(Key=link_key(stream, sequence), ConsistentRead=True).get("Item")
@@ -333,48 +445,159 @@ def _linked_record(table: Any, stream: str, sequence: int) -> tuple[dict[str, An
     return link, record
 
 
-def _verify_stream(table: Any, stream: str) -> tuple[int, ChainBreak | None]:
-    expected, previous, walked = 1, genesis_hash(stream), 0
-    items = _stream_items(table, stream)
-    pending: dict[str, Any] | None = next(items, None)
-    head_sequence = _head_sequence(table, stream)
-    while pending is not None or expected <= head_sequence:
-        if pending is not None and int(pending["sequence"]) == expected:
-            item, pending = pending, next(items, None)
+def _retain(item: Mapping[str, Any] | None) -> int | None:
+    value = None if item is None else item.get("retain_until")
+    return None if value is None else int(value)
+
+
+@dataclass
+class _Walk:
+    records: int = 0
+    expired: int = 0
+    last_sequence: int = 0  # the last position walked (a record, or a gap accepted as expiry)
+    found: ChainBreak | None = None
+
+
+class _StreamWalker:
+    """One stream, in sequence order: see :func:`verify` for the rules."""
+
+    def __init__(self, table: Any, stream: str, now: int, anchor: StreamAnchor | None) -> None:
+        self.table, self.stream, self.now, self.anchor = table, stream, now, anchor
+        self.walk = _Walk()
+        self.previous: str | None = genesis_hash(stream)  # None: unknown across an expired gap
+        self.previous_retain: int | None = None  # of the last surviving record or link
+        self.day_start = int(datetime.fromisoformat(stream[:10]).replace(tzinfo=UTC).timestamp())
+
+    def run(self) -> _Walk:
+        items = stream_items(self.table, self.stream)
+        pending: dict[str, Any] | None = next(items, None)
+        head = head_sequence(self.table, self.stream)
+        expected = 1
+        while pending is not None or expected <= head:
+            if pending is not None and int(pending["sequence"]) < expected:
+                pending = next(items, None)  # seen already (read again across pages)
+                continue
+            if pending is not None and int(pending["sequence"]) == expected:
+                item, pending = pending, next(items, None)
+            else:
+                # Not in the index: gone, or written so recently that the index has not caught up.
+                link, record = linked_record(self.table, self.stream, expected)
+                if record is None:
+                    self.walk.found = self._gap(expected, link, pending)
+                    if self.walk.found is not None:
+                        return self.walk
+                    expected += 1
+                    continue
+                item = record
+            self.walk.found = self._check(expected, item)
+            if self.walk.found is not None:
+                return self.walk
+            expected += 1
+        self.walk.found = self._tail() or self._against_anchor()
+        return self.walk
+
+    def _gap(self, sequence: int, link: dict[str, Any] | None, following: dict[str, Any] | None) -> ChainBreak | None:
+        if link is not None:
+            retain = _retain(link)
+            may_have_expired = retain is not None and retain <= self.now
         else:
-            # Not in the index: deleted, or written so recently that the index has not caught up.
-            link, record = _linked_record(table, stream, expected)
-            if record is None:
-                key = link["record_event_key"] if link else None
-                return walked, ChainBreak(
-                    stream=stream,
-                    sequence=expected,
-                    kind="missing",
-                    detail=f"record {expected} of {stream} is missing (deleted)",
-                    event_key=key,
-                    subject=link["record_subject"] if link else None,
-                )
-            item = record
-        walked += 1
-        position: dict[str, Any] = {"stream": stream, "sequence": expected, "event_key": item.get("event_key")}
+            bound = self._retain_lower_bound(following)
+            may_have_expired = bound is not None and bound <= self.now
+        if not may_have_expired:
+            return ChainBreak(
+                stream=self.stream,
+                sequence=sequence,
+                kind="missing",
+                detail=f"record {sequence} of {self.stream} is missing (deleted)",
+                event_key=link["record_event_key"] if link else None,
+                subject=link["record_subject"] if link else None,
+            )
+        self.walk.expired += 1
+        self.walk.last_sequence = sequence
+        self.previous = str(link["record_hash"]) if link is not None else None
+        if link is not None:
+            self.previous_retain = _retain(link)
+        return None
+
+    def _retain_lower_bound(self, following: dict[str, Any] | None) -> int | None:
+        """The least ``retain_until`` a record whose record and link are both gone can have had."""
+        if self.walk.records or self.walk.expired:  # something before it survived or was accounted for
+            if self.previous_retain is None:
+                return None
+            return self.previous_retain - int(APPEND_DELAY_BOUND.total_seconds())
+        if self.anchor is not None and self.anchor.first_retain_until is not None:
+            return self.anchor.first_retain_until - int(APPEND_DELAY_BOUND.total_seconds())
+        retain = _retain(following)
+        if following is None or retain is None:
+            return None
+        return self.day_start + (retain - epoch_seconds(str(following["at"])))
+
+    def _check(self, sequence: int, item: dict[str, Any]) -> ChainBreak | None:
+        self.walk.records += 1
+        self.walk.last_sequence = sequence
+        position: dict[str, Any] = {"stream": self.stream, "sequence": sequence, "event_key": item.get("event_key")}
         position["subject"] = item.get("subject")
-        if item.get("previous_hash") != previous:
-            detail = f"record {expected} does not chain to record {expected - 1} (it or its predecessor was altered)"
-            return walked, ChainBreak(kind="previous_hash", detail=detail, **position)
+        if self.previous is not None and item.get("previous_hash") != self.previous:
+            detail = f"record {sequence} does not chain to record {sequence - 1} (it or its predecessor was altered)"
+            return ChainBreak(kind="previous_hash", detail=detail, **position)
         if record_hash(item) != item.get("record_hash"):
-            detail = f"record {expected} of {stream} does not match its hash (edited)"
-            return walked, ChainBreak(kind="edited", detail=detail, **position)
-        previous = str(item["record_hash"])
-        expected += 1
-    if head_sequence:
-        link, _ = _linked_record(table, stream, head_sequence)
-        if link is not None and link.get("record_hash") != previous:
-            detail = f"the last record ({head_sequence}) of {stream} differs from what was appended"
-            return walked, ChainBreak(stream=stream, sequence=head_sequence, kind="tail", detail=detail)
-    return walked, None
+            detail = f"record {sequence} of {self.stream} does not match its hash (edited)"
+            return ChainBreak(kind="edited", detail=detail, **position)
+        self.previous = str(item["record_hash"])
+        self.previous_retain = _retain(item)
+        return None
+
+    def _tail(self) -> ChainBreak | None:
+        """The link of the last record walked witnesses it (unless both may have expired)."""
+        last = self.walk.last_sequence
+        if not last or self.previous is None:
+            return None
+        with transient_errors_surface():
+            link = self.table.get_item(Key=link_key(self.stream, last), ConsistentRead=True).get("Item")
+        if link is None:
+            if self.previous_retain is not None and self.previous_retain <= self.now:
+                return None
+            detail = f"the chain link of the last record ({last}) of {self.stream} is missing"
+            return ChainBreak(stream=self.stream, sequence=last, kind="tail", detail=detail)
+        if link.get("record_hash") != self.previous:
+            detail = f"the last record ({last}) of {self.stream} differs from what was appended"
+            return ChainBreak(stream=self.stream, sequence=last, kind="tail", detail=detail)
+        return None
+
+    def _against_anchor(self) -> ChainBreak | None:
+        anchor = self.anchor
+        if anchor is None:
+            return None
+        last = self.walk.last_sequence
+        if last > anchor.last_sequence:
+            detail = (
+                f"{self.stream} holds {last} records but had {anchor.last_sequence} when its day was exported "
+                "(records added to a closed day)"
+            )
+            return ChainBreak(stream=self.stream, sequence=anchor.last_sequence + 1, kind="anchor", detail=detail)
+        if not anchor.last_sequence:
+            return None
+        link, record = linked_record(self.table, self.stream, anchor.last_sequence)
+        found = (record or link or {}).get("record_hash")
+        if found is None:
+            if anchor.last_retain_until is not None and anchor.last_retain_until <= self.now:
+                return None  # the exported head has expired since: nothing left to compare
+            detail = (
+                f"{self.stream} had {anchor.last_sequence} records when its day was exported; "
+                f"the table holds {last} (records and their links deleted)"
+            )
+            return ChainBreak(stream=self.stream, sequence=anchor.last_sequence, kind="anchor", detail=detail)
+        if found != anchor.head_hash:
+            detail = f"record {anchor.last_sequence} of {self.stream} differs from the exported head (rewritten)"
+            return ChainBreak(stream=self.stream, sequence=anchor.last_sequence, kind="anchor", detail=detail)
+        return None
 
 
-def _head_sequence(table: Any, stream: str) -> int:
+def _verify_stream(table: Any, stream: str, now: int, anchor: StreamAnchor | None = None) -> _Walk:
+    return _StreamWalker(table, stream, now, anchor).run()
+
+
+def head_sequence(table: Any, stream: str) -> int:
     with transient_errors_surface():
         page = table.query(
             KeyConditionExpression=Key("subject").eq(f"{LINK_PREFIX}{stream}"),

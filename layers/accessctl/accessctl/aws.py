@@ -2,12 +2,17 @@
 
 Retries use botocore's adaptive mode so throttling is absorbed here first; what is still
 throttled after that surfaces as :class:`TransientError` for the state machine to retry.
+
+The controller's own mutating IAM/EC2/RDS calls can be collected for the audit record they lead
+to (:func:`aws_requests`): a botocore ``after-call`` hook on the client notes service, operation
+and request id (CloudTrail's ``requestID``) into every collector open in the current context.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from functools import cache
 from typing import Any, TypeVar
 
@@ -16,6 +21,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError, ConnectionError, EndpointConnectionError
 
 from accessctl.errors import TransientError
+from accessctl.models import AwsRequest, precise_now
 
 _CLIENT_CONFIG = Config(retries={"mode": "adaptive", "max_attempts": 5}, connect_timeout=5, read_timeout=20)
 
@@ -42,7 +48,8 @@ T = TypeVar("T")
 @cache
 def client(service_name: str) -> Any:
     """A shared boto3 client (endpoint and region come from the standard AWS environment)."""
-    return boto3.session.Session().client(service_name, config=_CLIENT_CONFIG)  # type: ignore[call-overload]
+    made = boto3.session.Session().client(service_name, config=_CLIENT_CONFIG)  # type: ignore[call-overload]
+    return record_requests(made)
 
 
 @cache
@@ -71,3 +78,93 @@ def call(operation: Callable[..., T], /, **kwargs: Any) -> T:
     """Call one AWS operation, surfacing throttling as :class:`TransientError`."""
     with transient_errors_surface():
         return operation(**kwargs)
+
+
+# ------------------------------------------------------------------ request ids for the audit trail
+
+# Services whose mutating calls an audit record carries: what the controller changes in the estate.
+RECORDED_SERVICES = frozenset({"iam", "ec2", "rds"})
+# An operation that changes something, by its verb (IAM, EC2 and RDS all name operations this way).
+MUTATING_VERBS = (
+    "Add",
+    "Apply",
+    "Associate",
+    "Attach",
+    "Authorize",
+    "Copy",
+    "Create",
+    "Delete",
+    "Deregister",
+    "Detach",
+    "Disable",
+    "Disassociate",
+    "Enable",
+    "Modify",
+    "Put",
+    "Reboot",
+    "Register",
+    "Remove",
+    "Replace",
+    "Reset",
+    "Restore",
+    "Revoke",
+    "Set",
+    "Start",
+    "Stop",
+    "Tag",
+    "Untag",
+    "Update",
+)
+# A global service's client (IAM) has a pseudo-region; CloudTrail records its calls in this one.
+_CLOUDTRAIL_REGION = {"aws-global": "us-east-1", "aws-cn-global": "cn-north-1", "aws-us-gov-global": "us-gov-west-1"}
+_HOOK_ID = "accessctl-record-aws-requests"
+_COLLECTORS: ContextVar[tuple[list[AwsRequest], ...]] = ContextVar("accessctl_aws_requests", default=())
+
+
+def is_mutating(service: str, operation: str) -> bool:
+    return service in RECORDED_SERVICES and operation.startswith(MUTATING_VERBS)
+
+
+def record_requests(aws_client: Any) -> Any:
+    """Install the request-id hook on a client (once; idempotent) and return the client."""
+    aws_client.meta.events.register("after-call", _after_call, unique_id=_HOOK_ID)
+    return aws_client
+
+
+@contextmanager
+def aws_requests(*clients: Any) -> Iterator[list[AwsRequest]]:
+    """Collect the mutating IAM/EC2/RDS calls made in this block, for the audit record of its outcome.
+
+    ``clients``: clients not made by :func:`client` (tests' clients, say) get the hook here. The
+    collector lives in a context variable: a block sees the calls of its own thread (work handed to a
+    thread pool opens its own block there), and nested blocks each see the calls made inside them.
+    """
+    for aws_client in clients:
+        record_requests(aws_client)
+    collected: list[AwsRequest] = []
+    token = _COLLECTORS.set((*_COLLECTORS.get(), collected))
+    try:
+        yield collected
+    finally:
+        _COLLECTORS.reset(token)
+
+
+def _after_call(http_response: Any, parsed: dict[str, Any], model: Any, **kwargs: Any) -> None:
+    collectors = _COLLECTORS.get()
+    if not collectors:
+        return
+    service, operation = str(model.service_model.service_name), str(model.name)
+    if not is_mutating(service, operation):
+        return
+    metadata = parsed.get("ResponseMetadata") or {}
+    request_id = metadata.get("RequestId") or (metadata.get("HTTPHeaders") or {}).get("x-amzn-requestid")
+    if not request_id:
+        return
+    client_region = (kwargs.get("context") or {}).get("client_region")
+    region = _CLOUDTRAIL_REGION.get(str(client_region), client_region)
+    error = (parsed.get("Error") or {}).get("Code") or None
+    request = AwsRequest(
+        service=service, operation=operation, request_id=str(request_id), region=region, at=precise_now(), error=error
+    )
+    for collected in collectors:
+        collected.append(request)

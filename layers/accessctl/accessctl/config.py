@@ -27,6 +27,13 @@ class Settings(BaseModel):
     revoke_function_name: str | None = None
     notify_topic_arn: str | None = None
     policies_dir: str = "policies"
+    # The Object Lock bucket of the daily audit export (AuditExport=true); unset: no export, no anchors.
+    audit_export_bucket: str | None = None
+
+    @field_validator("audit_export_bucket", mode="before")
+    @classmethod
+    def _no_bucket_is_unset(cls, value: str | None) -> str | None:
+        return value or None
 
     # The company IdP (OIDC): unset means no ID tokens are accepted (human-only rules then fail closed).
     oidc_issuer: str | None = None

@@ -21,7 +21,7 @@ from botocore.exceptions import ClientError
 
 from accessctl.access_requests import stop_execution
 from accessctl.approvals import ApprovalChannel, expire_approval
-from accessctl.aws import call, error_code
+from accessctl.aws import aws_requests, call, error_code
 from accessctl.databases import describe_database
 from accessctl.decisions import decide_request
 from accessctl.dependencies import Dependencies
@@ -45,6 +45,7 @@ from accessctl.models import (
     AccessRequest,
     ApprovalStatus,
     AuditEventType,
+    AwsRequest,
     Decision,
     Grant,
     Outcome,
@@ -142,10 +143,11 @@ def issue_grant(request_id: str, deps: Dependencies) -> Grant:
     grant = request.grant or _new_grant(request, decision, deps)
     document = build_grant_policy(grant.resource_arn, grant.expires_at)
     deps.grants.record_granting(request_id, grant)
-    _create_or_reuse_policy(grant, request, document, deps)
-    call(deps.iam.attach_role_policy, RoleName=request.role_name, PolicyArn=grant.policy_arn)
+    with aws_requests(deps.iam) as iam_calls:  # their CloudTrail request ids go on the audit record
+        _create_or_reuse_policy(grant, request, document, deps)
+        call(deps.iam.attach_role_policy, RoleName=request.role_name, PolicyArn=grant.policy_arn)
     deps.grants.record_active(request_id)
-    _audit_grant_issued(request, grant, deps)
+    _audit_grant_issued(request, grant, deps, iam_calls=iam_calls)
     metrics.add_metric(name="GrantsIssued", unit="Count", value=1)
     logger.info("grant issued", extra={"request_id": request_id, "expires_at": grant.expires_at})
     return grant
@@ -179,8 +181,17 @@ def _audit_issue_once(request: AccessRequest, deps: Dependencies) -> None:
     _audit_grant_issued(request, request.grant, deps, recorded_on_retry=True)
 
 
-def _audit_grant_issued(request: AccessRequest, grant: Grant, deps: Dependencies, **extra: Any) -> None:
-    """The GRANT_ISSUED record, with the document as issued (rebuilt from the grant: it is deterministic)."""
+def _audit_grant_issued(
+    request: AccessRequest,
+    grant: Grant,
+    deps: Dependencies,
+    iam_calls: list[AwsRequest] | None = None,
+    **extra: Any,
+) -> None:
+    """The GRANT_ISSUED record, with the document as issued (rebuilt from the grant: it is deterministic).
+
+    ``iam_calls``: the IAM calls that made it (none when the record is written on a retry: they
+    were made, and are in CloudTrail, under the earlier invocation)."""
     deps.audit.append(
         AuditEventType.GRANT_ISSUED,
         subject=request.request_id,
@@ -195,6 +206,7 @@ def _audit_grant_issued(request: AccessRequest, grant: Grant, deps: Dependencies
             "approved_by": approvers_of(request.request_id, deps),
             **extra,
         },
+        aws_requests=iam_calls,
     )
 
 
@@ -221,10 +233,11 @@ def extend_grant(existing: AccessRequest, request: AccessRequest, decision: Deci
     assert existing.grant is not None and decision.granted_minutes is not None
     wanted = grant_expiry(utc_now(), decision.granted_minutes)
     expires_at = max(wanted, existing.grant.expires_at)
-    if expires_at != existing.grant.expires_at:
-        deps.grants.record_extension(existing.request_id, expires_at, extended_by=request.request_id)
-        document = build_grant_policy(existing.grant.resource_arn, expires_at)
-        _replace_policy_document(existing.grant.policy_arn, document, deps)
+    with aws_requests(deps.iam) as iam_calls:
+        if expires_at != existing.grant.expires_at:
+            deps.grants.record_extension(existing.request_id, expires_at, extended_by=request.request_id)
+            document = build_grant_policy(existing.grant.resource_arn, expires_at)
+            _replace_policy_document(existing.grant.policy_arn, document, deps)
     grant = existing.grant.model_copy(update={"expires_at": expires_at})
     deps.grants.record_extended(request.request_id, grant, extends=existing.request_id)
     for subject in (existing.request_id, request.request_id):
@@ -241,6 +254,7 @@ def extend_grant(existing: AccessRequest, request: AccessRequest, decision: Deci
                 "previous_expires_at": existing.grant.expires_at,
                 "expires_at": expires_at,
             },
+            aws_requests=iam_calls,
         )
     metrics.add_metric(name="GrantsExtended", unit="Count", value=1)
     return grant
@@ -350,7 +364,8 @@ def revoke_grant(request_id: str, reason: RevokeReason, actor: str, deps: Depend
         warn_at = expiry_warning_at(expires_at, deps.settings.expiry_warning_minutes)
         return Revocation(request_id=request_id, status="EXTENDED", expires_at=expires_at, warn_at=warn_at)
     policy_arn = request.grant.policy_arn if request.grant else policy_arn_for(request_id, deps)
-    detached = remove_policy(policy_arn, deps)
+    with aws_requests(deps.iam) as iam_calls:
+        detached = remove_policy(policy_arn, deps)
     sessions = _terminate_sessions(request, deps)
     revoked_at = to_iso(utc_now())
     if request.grant is not None:
@@ -372,6 +387,7 @@ def revoke_grant(request_id: str, reason: RevokeReason, actor: str, deps: Depend
             "revoked_at": revoked_at,
             **_session_details(sessions),
         },
+        aws_requests=iam_calls,
     )
     metrics.add_metric(name=f"GrantsRevoked{reason.value.title()}", unit="Count", value=1)
     if reason == RevokeReason.EARLY:

@@ -19,7 +19,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from accessctl.aws import call, error_code
+from accessctl.aws import aws_requests, call, error_code
 from accessctl.dependencies import Dependencies
 from accessctl.errors import NotFoundError
 from accessctl.grant_policy import POLICY_NAME_PREFIX, grant_policy_problems
@@ -116,7 +116,8 @@ def remediate(finding: Finding, deps: Dependencies, notifier: Notifier | None = 
         )
         revoke_grant(request.request_id, RevokeReason.TAMPERED, "sweeper", deps)
     else:
-        detached = remove_policy(finding.policy_arn, deps)
+        with aws_requests(deps.iam) as iam_calls:
+            detached = remove_policy(finding.policy_arn, deps)
         deps.audit.append(
             AuditEventType.ORPHAN_REMOVED,
             subject=subject,
@@ -125,6 +126,7 @@ def remediate(finding: Finding, deps: Dependencies, notifier: Notifier | None = 
             outcome="REMOVED",
             reason="; ".join(finding.problems),
             details={"policy_arn": finding.policy_arn, "detached_from": detached},
+            aws_requests=iam_calls,
         )
     metrics.add_metric(
         name="SweeperFindingsTampered" if finding.kind == "tampered" else "SweeperFindingsOrphan", unit="Count", value=1

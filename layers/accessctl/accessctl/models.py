@@ -311,12 +311,39 @@ class AuditEventType(StrEnum):
     APPROVAL_VOTE = "APPROVAL_VOTE"  # one approver approved or denied
     APPROVAL_REFUSED = "APPROVAL_REFUSED"  # an approval attempt that was not counted (self, not in group, ...)
     REQUEST_EXPIRED = "REQUEST_EXPIRED"  # approvals did not come in time
+    AUDIT_EXPORTED = "AUDIT_EXPORTED"  # a closed day's records and stream heads written to S3
+
+
+class AwsRequest(BaseModel):
+    """One mutating call the controller made to AWS, as CloudTrail records it.
+
+    ``request_id`` is CloudTrail's ``requestID`` (``ResponseMetadata.RequestId``): with the service,
+    region and time it finds the CloudTrail event (IAM's are in us-east-1, whatever the region).
+    """
+
+    service: str  # iam | ec2 | rds
+    operation: str  # CreatePolicy, AttachRolePolicy, ...
+    request_id: str
+    region: str | None = None  # where CloudTrail records it (us-east-1 for IAM)
+    at: str
+    error: str | None = None  # the error code of a call that failed (CloudTrail records those too)
+
+
+AUDIT_SCHEMA_VERSION: Literal[2] = 2
 
 
 class AuditEvent(BaseModel):
-    """One append-only audit record. ``schema_version`` moves when fields change meaning."""
+    """One append-only audit record. ``schema_version`` moves when fields change meaning.
 
-    schema_version: Literal[1] = 1
+    - 1: the first schema.
+    - 2: adds ``aws_requests`` (the controller's own mutating IAM/EC2/RDS calls made for this
+      event; for a grant issued, extended or revoked, and a sweeper removal, an absent list now
+      means "no such call was made", where in version 1 it meant "not recorded") and
+      ``retain_until`` (set by the chain when retention is configured). Version 1 records stay
+      readable and verifiable as they were written.
+    """
+
+    schema_version: Literal[1, 2] = AUDIT_SCHEMA_VERSION
     event_id: str
     event_type: AuditEventType
     at: str
@@ -328,6 +355,9 @@ class AuditEvent(BaseModel):
     outcome: str | None = None
     reason: str | None = None
     details: dict[str, Any] = Field(default_factory=dict)
+    aws_requests: list[AwsRequest] | None = None  # version 2
+    # Epoch seconds: DynamoDB's TTL removes the record (and its chain link) after this (version 2).
+    retain_until: int | None = None
     # The hash chain (accessctl.audit): set once the record is written to its stream.
     stream: str | None = None
     sequence: int | None = None

@@ -1,0 +1,149 @@
+"""Retention: records leave by DynamoDB's TTL, and verification tells that from a deletion."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from accessctl.audit import verify
+from tests.audit.support import at, delete_link, delete_record, write
+from tests.conftest import Estate
+
+DAY = "2026-06-01"
+# Four records of one stream, two hours apart; 30 days' retention.
+TIMES = [f"{DAY}T{hour:02d}:00:00.000000Z" for hour in (10, 12, 14, 16)]
+
+
+@pytest.fixture
+def table(estate: Estate) -> Any:
+    return estate.deps.audit.table
+
+
+@pytest.fixture
+def records(table: Any) -> list[dict[str, Any]]:
+    return [write(table, instant) for instant in TIMES]
+
+
+def _expiry(item: dict[str, Any]) -> int:
+    return int(item["retain_until"])
+
+
+def test_given_retention_when_written_then_record_and_link_carry_the_same_retain_until(
+    table: Any, records: list[dict[str, Any]]
+) -> None:
+    first = records[0]
+    link = table.get_item(Key={"subject": f"CHAIN#{first['stream']}", "event_key": "000000000001"})["Item"]
+
+    assert _expiry(first) == int((at(TIMES[0]) + timedelta(days=30)).timestamp())
+    assert int(link["retain_until"]) == _expiry(first)
+
+
+def test_given_no_retention_when_written_then_no_ttl_attribute_and_every_gap_is_a_deletion(table: Any) -> None:
+    kept = [write(table, instant, retention_days=0) for instant in TIMES]
+    delete_record(table, kept[1])
+    delete_link(table, kept[1])
+
+    report = verify(table, DAY, DAY, now=at(TIMES[0]) + timedelta(days=3650))
+
+    assert "retain_until" not in kept[0]
+    assert report.first_break is not None and (report.first_break.kind, report.first_break.sequence) == ("missing", 2)
+
+
+def test_given_records_inside_retention_when_one_is_deleted_then_it_is_still_found(
+    table: Any, records: list[dict[str, Any]]
+) -> None:
+    delete_record(table, records[1])
+    delete_link(table, records[1])
+
+    report = verify(table, DAY, DAY, now=at(TIMES[-1]) + timedelta(days=29))
+
+    assert report.first_break is not None and (report.first_break.kind, report.first_break.sequence) == ("missing", 2)
+
+
+def test_given_expired_records_removed_by_ttl_in_any_order_when_verified_then_no_break(
+    table: Any, records: list[dict[str, Any]]
+) -> None:
+    # Given the day past retention; TTL took records 1-3, link 1 and link 3, but not yet link 2 or record 4
+    now = at(TIMES[2]) + timedelta(days=30, minutes=1)
+    for item in records[:3]:
+        delete_record(table, item)
+    delete_link(table, records[0])
+    delete_link(table, records[2])
+
+    # When verified
+    report = verify(table, DAY, DAY, now=now)
+
+    # Then the gaps count as expiry, and what is left still verifies
+    assert report.ok, report.first_break
+    assert (report.expired, report.records) == (3, 1)
+
+
+def test_given_a_day_wholly_expired_and_removed_when_verified_then_nothing_is_reported(
+    table: Any, records: list[dict[str, Any]]
+) -> None:
+    for item in records:
+        delete_record(table, item)
+        delete_link(table, item)
+
+    assert verify(table, DAY, DAY, now=at(TIMES[-1]) + timedelta(days=31)).ok
+
+
+def test_given_an_expiring_day_when_an_unexpired_record_and_its_link_are_deleted_then_it_is_found(
+    table: Any, records: list[dict[str, Any]]
+) -> None:
+    # Given record 1 expired and removed; record 3 (14:00) is hours from expiry, but someone deletes it
+    now = at(TIMES[0]) + timedelta(days=30, minutes=30)
+    delete_record(table, records[0])
+    delete_link(table, records[0])
+    delete_record(table, records[2])
+    delete_link(table, records[2])
+
+    report = verify(table, DAY, DAY, now=now)
+
+    assert report.first_break is not None and (report.first_break.kind, report.first_break.sequence) == ("missing", 3)
+
+
+def test_given_an_expiring_day_when_a_record_is_deleted_but_its_link_says_it_is_unexpired_then_it_is_found(
+    table: Any, records: list[dict[str, Any]]
+) -> None:
+    now = at(TIMES[1]) + timedelta(days=30, minutes=30)  # records 1 and 2 expired
+    delete_record(table, records[3])
+
+    report = verify(table, DAY, DAY, now=now)
+
+    assert report.first_break is not None and (report.first_break.kind, report.first_break.sequence) == ("missing", 4)
+
+
+def test_given_an_expiring_day_when_a_surviving_record_is_edited_then_it_is_found(
+    table: Any, records: list[dict[str, Any]]
+) -> None:
+    now = at(TIMES[0]) + timedelta(days=30, minutes=30)
+    delete_record(table, records[0])
+    target = records[2]
+    table.update_item(
+        Key={"subject": target["subject"], "event_key": target["event_key"]},
+        UpdateExpression="SET actor = :a",
+        ExpressionAttributeValues={":a": "someone else"},
+    )
+
+    report = verify(table, DAY, DAY, now=now)
+
+    assert report.first_break is not None and (report.first_break.kind, report.first_break.sequence) == ("edited", 3)
+
+
+def test_given_a_shortened_retention_when_verified_then_it_is_an_edit(
+    table: Any, records: list[dict[str, Any]]
+) -> None:
+    # retain_until is hashed: making a record expire early (to have TTL delete it) breaks its hash
+    target = records[1]
+    table.update_item(
+        Key={"subject": target["subject"], "event_key": target["event_key"]},
+        UpdateExpression="SET retain_until = :r",
+        ExpressionAttributeValues={":r": 1},
+    )
+
+    report = verify(table, DAY, DAY, now=at(TIMES[-1]))
+
+    assert report.first_break is not None and (report.first_break.kind, report.first_break.sequence) == ("edited", 2)
