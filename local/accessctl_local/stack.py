@@ -200,6 +200,11 @@ class LocalStack:
     ) -> None:
         template_path = template if template.is_absolute() else project_root / template
         use_utc(self._env)
+        # Powertools keeps one parameters/secrets provider per process, bound to the endpoint it first
+        # saw: a provider from an earlier stack would call an emulator that is gone.
+        from aws_lambda_powertools.utilities.parameters.constants import DEFAULT_PROVIDERS
+
+        DEFAULT_PROVIDERS.clear()
         self.emulator = Emulator(emulator_port)
         self._env.set("MOTO_PORT", str(self.emulator.port))
         self._env.set("MOTO_IAM_LOAD_MANAGED_POLICIES", "true" if load_aws_managed_policies else None)
