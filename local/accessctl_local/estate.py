@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import botocore.session
+from boto3.dynamodb.types import TypeDeserializer
 
 from accessctl_client import AccessctlClient
 
@@ -104,10 +105,13 @@ def attached_policies(stack: LocalStack, role_name: str) -> list[str]:
 
 
 def audit_trail(stack: LocalStack, request_id: str) -> list[dict[str, Any]]:
+    """The request's audit records in time order, as written (``details`` decoded from its JSON text)."""
     table = stack.resources["AuditTable"]
     items = stack.client("dynamodb").query(
         TableName=table,
         KeyConditionExpression="subject = :subject",
         ExpressionAttributeValues={":subject": {"S": request_id}},
     )["Items"]
-    return [{key: next(iter(value.values())) for key, value in item.items()} for item in items]
+    deserializer = TypeDeserializer()
+    records = [{key: deserializer.deserialize(value) for key, value in item.items()} for item in items]
+    return [{**record, "details": json.loads(record.get("details") or "{}")} for record in records]

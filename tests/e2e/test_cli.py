@@ -12,16 +12,15 @@ from collections.abc import Iterator
 import pytest
 
 from accessctl_local import LocalStack
-from accessctl_local.estate import Workload, attached_policies, create_database, workload
-from tests.support.template import PROJECT_ROOT
+from accessctl_local.estate import Workload, attached_policies, workload
+from tests.support.stacks import demo_stack
 
 pytestmark = [pytest.mark.e2e]
 
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[LocalStack]:
-    with LocalStack.start(project_root=PROJECT_ROOT, run_schedules=False) as running:
-        create_database(running, "orders-demo")
+    with demo_stack() as running:
         yield running
 
 

@@ -12,24 +12,24 @@ import json
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlencode
 
 import pytest
-from boto3.dynamodb.conditions import Key
 from slack_sdk.signature import SignatureVerifier
 
 from accessctl_local import LocalStack
 from accessctl_local.estate import (
     assume,
-    create_database,
+    audit_trail,
     create_role,
     grant_policies,
     signed_client,
 )
 from accessctl_local.slack_fake import FakeSlack
-from tests.support.template import PROJECT_ROOT
+from tests.support.stacks import demo_stack
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.e2e]
 
@@ -81,8 +81,7 @@ def stack(slack: FakeSlack) -> Iterator[LocalStack]:
             "ExpiryWarningMinutes": "1",
             "ChatOpsBotRoleArns": "arn:aws:iam::123456789012:role/bots/hubot",
         }
-        with LocalStack.start(project_root=PROJECT_ROOT, run_schedules=False, parameter_overrides=overrides) as running:
-            create_database(running, "orders-demo")
+        with demo_stack(overrides) as running:
             create_role(running, "analyst", path="/people/")
             create_role(running, "hubot", path="/bots/", opted_in=False)
             running.client("secretsmanager").create_secret(
@@ -170,27 +169,9 @@ def click(stack: LocalStack, slack: FakeSlack, user: str, action: str, request_i
 # ------------------------------------------------------------------ what happened
 
 
-def wait_for(condition: Callable[[], Any], timeout: float, interval: float = 0.25) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout}s")
-
-
 def request_record(stack: LocalStack, request_id: str) -> dict[str, Any]:
     table = stack.session().resource("dynamodb").Table(stack.resources["GrantsTable"])
     return dict(table.get_item(Key={"request_id": request_id}, ConsistentRead=True).get("Item") or {})
-
-
-def audit_events(stack: LocalStack, request_id: str) -> list[dict[str, Any]]:
-    table = stack.session().resource("dynamodb").Table(stack.resources["AuditTable"])
-    items = table.query(KeyConditionExpression=Key("subject").eq(request_id))["Items"]
-    # Details are stored as JSON text (accessctl.audit.event_item).
-    events = [{**item, "details": json.loads(str(item.get("details") or "{}"))} for item in items]
-    return sorted(events, key=lambda event: str(event.get("at")))
 
 
 def status_of(stack: LocalStack, request_id: str) -> str:
@@ -275,7 +256,7 @@ def test_given_a_slash_command_when_an_approver_clicks_then_access_is_granted_wa
     assert len(grant_policies(stack)) == 1
 
     # Then the audit names the approver on the grant and the Slack member on the request
-    trail = audit_events(stack, request_id)
+    trail = audit_trail(stack, request_id)
     issued = [event for event in trail if event["event_type"] == "GRANT_ISSUED"]
     assert len(issued) == 1 and issued[0]["details"]["approved_by"] == ["bob@example.com"]
     submitted = next(event for event in trail if event["event_type"] == "REQUEST_SUBMITTED")
@@ -322,7 +303,7 @@ def test_given_a_rule_needing_two_approvals_when_only_one_comes_then_the_request
     late = click(stack, slack, DAVE, "approve", request_id).lower()
     assert "already decided" in late or "expired" in late
     assert grant_policies(stack) == []
-    assert [e["event_type"] for e in audit_events(stack, request_id)].count("REQUEST_EXPIRED") == 1
+    assert [e["event_type"] for e in audit_trail(stack, request_id)].count("REQUEST_EXPIRED") == 1
 
 
 def test_given_two_distinct_approvers_when_both_approve_then_one_grant_is_made(
@@ -334,7 +315,7 @@ def test_given_two_distinct_approvers_when_both_approve_then_one_grant_is_made(
     assert "1 more" in click(stack, slack, BOB, "approve", request_id)
     assert "approved" in click(stack, slack, DAVE, "approve", request_id)
     wait_for_status(stack, request_id, "ACTIVE", timeout=60)
-    issued = [e for e in audit_events(stack, request_id) if e["event_type"] == "GRANT_ISSUED"]
+    issued = [e for e in audit_trail(stack, request_id) if e["event_type"] == "GRANT_ISSUED"]
     assert sorted(issued[0]["details"]["approved_by"]) == ["bob@example.com", "dave@example.com"]
     stack.invoke("RevokeGrantFunction", {"request_id": request_id, "reason": "EARLY", "actor": "test-cleanup"})
 
@@ -461,7 +442,7 @@ def test_given_an_allow_listed_bot_when_it_asks_for_a_person_then_the_person_is_
     record = request_record(stack, answer.request_id)
     assert record["role_name"] == "analyst" and record["origin"] == "chatops-bot"
     assert "MFA" in record["decision"]["reason"]
-    submitted = next(e for e in audit_events(stack, answer.request_id) if e["event_type"] == "REQUEST_SUBMITTED")
+    submitted = next(e for e in audit_trail(stack, answer.request_id) if e["event_type"] == "REQUEST_SUBMITTED")
     assert submitted["actor"].endswith(":assumed-role/hubot/hubot")
     assert submitted["details"]["requested_for"] == "alice@example.com"
     assert submitted["details"]["relayed_by"] == submitted["actor"]

@@ -25,10 +25,10 @@ from moto.iam.models import IAMBackend
 from accessctl.models import to_iso, utc_now
 from accessctl.store import GrantsStore
 from accessctl_local import LocalStack
-from accessctl_local.estate import Workload, attached_policies, audit_trail, create_database, grant_policies, workload
+from accessctl_local.estate import Workload, attached_policies, audit_trail, grant_policies, workload
 from tests.conftest import Estate
 from tests.faults.support import check_estate
-from tests.support.template import PROJECT_ROOT
+from tests.support.stacks import demo_stack
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -40,8 +40,7 @@ GRANTS_PATH = "/accessctl/grants/"
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[LocalStack]:
-    with LocalStack.start(project_root=PROJECT_ROOT, run_schedules=False) as running:
-        create_database(running, "orders-demo")
+    with demo_stack() as running:
         yield running
 
 

@@ -4,9 +4,8 @@ executing, the real handlers running, requests signed with SigV4 over HTTP."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
-from typing import Any
 
 import pytest
 
@@ -16,21 +15,19 @@ from accessctl_local.estate import (
     Workload,
     attached_policies,
     audit_trail,
-    create_database,
     grant_policies,
     policy_document,
     workload,
 )
-from tests.support.template import PROJECT_ROOT
+from tests.support.stacks import demo_stack
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.integration]
 
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[LocalStack]:
-    # Schedules are fired by the tests themselves, so a sweep never races an assertion.
-    with LocalStack.start(project_root=PROJECT_ROOT, run_schedules=False) as running:
-        create_database(running, "orders-demo")
+    with demo_stack() as running:
         yield running
 
 
@@ -46,16 +43,6 @@ def no_grant_outlives_its_test(stack: LocalStack) -> Iterator[None]:
     for policy in grant_policies(stack):
         grant_id = policy["PolicyName"].removeprefix("accessctl-grant-")
         stack.invoke("RevokeGrantFunction", {"request_id": grant_id, "reason": "EARLY", "actor": "test-cleanup"})
-
-
-def wait_for(condition: Callable[[], Any], timeout: float, interval: float = 0.25) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout}s")
 
 
 def request_status(client: AccessctlClient, request_id: str) -> str:
