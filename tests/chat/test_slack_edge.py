@@ -10,7 +10,7 @@ import pytest
 from slack_sdk.signature import SignatureVerifier
 
 from accessctl.errors import BadRequestError, ForbiddenError, NotAuthenticatedError
-from accessctl.identity import PeopleDirectory, SlackMember, requester_from_slack, slack_identity
+from accessctl.identity import PeopleDirectory, SlackUser, requester_from_slack, slack_identity
 from accessctl.slack_requests import (
     check_response_url,
     parse_command,
@@ -124,15 +124,15 @@ DIRECTORY = PeopleDirectory.model_validate(
 )
 
 
-def member(**overrides: object) -> SlackMember:
+def member(**overrides: object) -> SlackUser:
     fields: dict[str, object] = {
-        "user_id": "U0ALICE",
+        "id": "U0ALICE",
         "team_id": "T0ACME01",
         "email": "alice@example.com",
         "email_confirmed": True,
         **overrides,
     }
-    return SlackMember(**fields)  # type: ignore[arg-type]
+    return SlackUser.model_validate(fields)
 
 
 def test_given_a_confirmed_member_in_the_directory_when_mapped_then_role_and_groups_come_from_the_directory() -> None:
@@ -146,10 +146,12 @@ def test_given_a_confirmed_member_in_the_directory_when_mapped_then_role_and_gro
     [
         ({"team_id": "T0OTHER1"}, "workspace"),
         ({"email_confirmed": False}, "confirmed email"),
+        ({"email_confirmed": None}, "confirmed email"),
         ({"email": None}, "confirmed email"),
         ({"deleted": True}, "full members"),
         ({"is_bot": True}, "full members"),
-        ({"is_guest": True}, "full members"),
+        ({"is_restricted": True}, "full members"),
+        ({"is_ultra_restricted": True}, "full members"),
     ],
 )
 def test_given_a_member_who_cannot_be_vouched_for_when_mapped_then_they_are_refused(

@@ -23,7 +23,7 @@ from botocore.exceptions import ClientError
 from accessctl.aws import call, error_code
 from accessctl.dependencies import Dependencies
 from accessctl.errors import ForbiddenError, NotFoundError, TransientError
-from accessctl.identity import caller_for_directory_role, load_directory, requester_for_bot
+from accessctl.identity import caller_for_directory_role, configured_directory, requester_for_bot
 from accessctl.models import (
     AccessRequest,
     AccessRequestSubmission,
@@ -191,12 +191,10 @@ def submit_for_person(
     submission: AccessRequestSubmission, person: str, bot: Caller, deps: Dependencies
 ) -> SubmissionAnswer:
     """An allow-listed chat-ops bot asks for a named person: that person's directory role gets the grant."""
-    if not deps.settings.chatops_bots or bot.role_arn not in deps.settings.chatops_bots:
-        raise ForbiddenError("this principal is not an allowed chat-ops bot: it cannot ask on behalf of others")
-    if not deps.settings.people_directory_parameter:
-        raise ForbiddenError("no people directory is configured: requests on behalf of others are off")
-    directory = load_directory(deps.settings.people_directory_parameter)
-    requester, entry = requester_for_bot(bot, person, deps.settings.chatops_bots, directory)
+    settings = deps.settings
+    requester, entry = requester_for_bot(
+        bot, person, settings.chatops_bots, lambda: configured_directory(settings.people_directory_parameter)
+    )
     grantee = caller_for_directory_role(
         entry, deps.iam, account_id=deps.account_id, opt_in_tag_key=deps.settings.opt_in_tag_key
     )

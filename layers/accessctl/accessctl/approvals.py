@@ -37,6 +37,7 @@ from accessctl.models import (
     utc_now,
 )
 from accessctl.observability import logger, metrics
+from accessctl.store import update_expression
 
 APPROVAL_PREFIX = "approval#"
 # Approval items outlive their request by a while (for "already decided" answers), then DynamoDB
@@ -88,6 +89,13 @@ class ApprovalsStore:
             raise NotFoundError(f"no approval is pending for request {request_id}")
         return _approval_of(item), str(item["task_token"])
 
+    def find(self, request_id: str) -> Approval | None:
+        """The approval of a request, if it ever needed one (without its token)."""
+        try:
+            return self.get(request_id)[0]
+        except NotFoundError:
+            return None
+
     def add_vote(self, request_id: str, vote: ApprovalVote) -> Approval | None:
         """Count one approver once, while pending. ``None``: not counted (re-read to say why)."""
         try:
@@ -128,9 +136,7 @@ class ApprovalsStore:
     def _update(
         self, request_id: str, values: dict[str, Any], *, expected: tuple[ApprovalStatus, ...] | None, what: str = ""
     ) -> None:
-        # Placeholders of our own (#set_/:set_): boto3 names the condition's #n0/:v0.
-        names = {f"#set_{i}": name for i, name in enumerate(values)}
-        update = "SET " + ", ".join(f"#set_{i} = :set_{i}" for i in range(len(values)))
+        update, names, placeholders = update_expression(values)
         condition: ConditionBase = Attr("pk").exists()
         if expected is not None:
             condition = condition & Attr("status").is_in([status.value for status in expected])
@@ -141,7 +147,7 @@ class ApprovalsStore:
                     UpdateExpression=update,
                     ConditionExpression=condition,
                     ExpressionAttributeNames=names,
-                    ExpressionAttributeValues={f":set_{i}": value for i, value in enumerate(values.values())},
+                    ExpressionAttributeValues=placeholders,
                 )
         except ClientError as error:
             if error_code(error) == "ConditionalCheckFailedException":
@@ -365,11 +371,8 @@ def _finish(
 def expire_approval(request_id: str, deps: ApprovalDeps, channel: ApprovalChannel | None) -> None:
     """The workflow's wait timed out: nothing is granted; everyone who saw the question is told."""
     store = _store(deps)
-    try:
-        store.decide(request_id, ApprovalStatus.EXPIRED, [], expected=(ApprovalStatus.PENDING, ApprovalStatus.APPROVED))
-        approval: Approval | None = store.get(request_id)[0]
-    except NotFoundError:
-        approval = None  # the approval step never ran (it failed before storing anything)
+    store.decide(request_id, ApprovalStatus.EXPIRED, [], expected=(ApprovalStatus.PENDING, ApprovalStatus.APPROVED))
+    approval = store.find(request_id)  # None: the approval step failed before storing anything
     request: AccessRequest = deps.grants.get(request_id)
     deps.grants.record_status(request_id, RequestStatus.EXPIRED)
     deps.audit.append(

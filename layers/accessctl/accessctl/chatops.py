@@ -17,16 +17,15 @@ from typing import Any
 from accessctl.access_requests import submit_request
 from accessctl.approvals import ApprovalChannel, Approver, VoteOutcome, cast_vote
 from accessctl.chat.blocks import ChatMessage
-from accessctl.chat.slack import SlackApi, SlackUser
+from accessctl.chat.slack import SlackApi
 from accessctl.dependencies import Dependencies, default_dependencies
 from accessctl.errors import AccessctlError, ForbiddenError, NotFoundError
 from accessctl.identity import (
     DirectoryEntry,
     PeopleDirectory,
-    SlackMember,
-    SlackMemberCache,
+    SlackUserCache,
     caller_for_directory_role,
-    load_directory,
+    configured_directory,
     requester_from_slack,
     slack_identity,
 )
@@ -36,18 +35,6 @@ from accessctl.observability import logger, metrics
 from accessctl.slack_requests import ButtonClick, SlackWork
 
 
-def member_of(user: SlackUser) -> SlackMember:
-    return SlackMember(
-        user_id=user.id,
-        team_id=user.team_id or "",
-        email=user.email,
-        email_confirmed=user.email_confirmed is True,
-        deleted=user.deleted,
-        is_bot=user.is_bot,
-        is_guest=user.is_guest,
-    )
-
-
 @dataclass
 class ChatOps:
     """What the worker needs: the use cases' dependencies, Slack, the directory, the channel."""
@@ -55,7 +42,7 @@ class ChatOps:
     deps: Dependencies
     slack: SlackApi
     directory_loader: Callable[[], PeopleDirectory]
-    members: SlackMemberCache
+    members: SlackUserCache
     approvals: ApprovalChannel | None
 
     def handle(self, work: SlackWork) -> dict[str, Any]:
@@ -163,16 +150,8 @@ def approval_channel() -> ApprovalChannel | None:
 
 
 @cache
-def _members() -> SlackMemberCache:
-    api = slack_api()
-    return SlackMemberCache(lambda user_id: member_of(api.user(user_id)))
-
-
-def configured_directory() -> PeopleDirectory:
-    parameter = default_dependencies().settings.people_directory_parameter
-    if not parameter:
-        raise ForbiddenError("accessctl has no people directory configured, so it cannot tell who you are")
-    return load_directory(parameter)
+def _members() -> SlackUserCache:
+    return SlackUserCache(slack_api().user)
 
 
 def default_chatops() -> ChatOps:
@@ -180,7 +159,7 @@ def default_chatops() -> ChatOps:
     return ChatOps(
         deps=deps,
         slack=slack_api(),
-        directory_loader=configured_directory,
+        directory_loader=lambda: configured_directory(deps.settings.people_directory_parameter),
         members=_members(),
         approvals=approval_channel(),
     )

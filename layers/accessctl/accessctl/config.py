@@ -101,17 +101,22 @@ class Settings(BaseModel):
 
     @property
     def admins(self) -> frozenset[str]:
-        return frozenset(arn.strip() for arn in self.admin_role_arns.split(",") if arn.strip())
+        return _comma_separated(self.admin_role_arns)
 
     @property
     def chatops_bots(self) -> frozenset[str]:
-        return frozenset(arn.strip() for arn in self.chatops_bot_role_arns.split(",") if arn.strip())
+        return _comma_separated(self.chatops_bot_role_arns)
 
     @property
     def approval_channels(self) -> dict[str, str]:
         """Approver group -> Slack channel id, from ``group=channel`` pairs."""
         pairs = (item.split("=", 1) for item in self.slack_approval_channels.split(",") if "=" in item)
         return {group.strip(): channel.strip() for group, channel in pairs if group.strip() and channel.strip()}
+
+
+def _comma_separated(value: str) -> frozenset[str]:
+    """A template CommaDelimitedList, joined with "," into one variable (empty items dropped)."""
+    return frozenset(item.strip() for item in value.split(",") if item.strip())
 
 
 @lru_cache(maxsize=1)

@@ -29,7 +29,6 @@ from accessctl.errors import (
     AccessctlError,
     ConflictError,
     ForbiddenError,
-    NotFoundError,
     QuotaExceededError,
     UnsafeGrantError,
 )
@@ -165,13 +164,8 @@ def _require_approval(request_id: str, deps: Dependencies) -> None:
 
 
 def approvers_of(request_id: str, deps: Dependencies) -> list[str]:
-    if deps.approvals is None:
-        return []
-    try:
-        approval, _ = deps.approvals.get(request_id)
-    except NotFoundError:
-        return []
-    return approval.approvers
+    approval = deps.approvals.find(request_id) if deps.approvals else None
+    return approval.approvers if approval else []
 
 
 def _audit_issue_once(request: AccessRequest, deps: Dependencies) -> None:
@@ -516,10 +510,8 @@ def record_outcome(
 
 
 def _deniers(request_id: str, deps: Dependencies) -> list[str]:
-    if deps.approvals is None:
-        return ["an approver"]
-    approval, _ = deps.approvals.get(request_id)
-    return approval.decided_by or ["an approver"]
+    approval = deps.approvals.find(request_id) if deps.approvals else None
+    return (approval.decided_by if approval else []) or ["an approver"]
 
 
 @dataclass

@@ -11,7 +11,6 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Annotated, Any
 
 from aws_lambda_powertools.utilities import parameters
@@ -51,6 +50,15 @@ class PeopleDirectory(BaseModel):
         return found
 
 
+def configured_directory(parameter_name: str | None) -> PeopleDirectory:
+    """The deployment's directory; without one, nobody relayed by Slack or a bot can be identified."""
+    if not parameter_name:
+        raise ForbiddenError(
+            "no people directory is configured (PeopleDirectoryParameter): accessctl cannot tell who you are"
+        )
+    return load_directory(parameter_name)
+
+
 def load_directory(parameter_name: str) -> PeopleDirectory:
     """The directory from SSM (cached by Powertools for a few minutes)."""
     try:
@@ -64,39 +72,62 @@ def load_directory(parameter_name: str) -> PeopleDirectory:
         raise TransientError(f"the people directory is not valid: {error.error_count()} error(s)") from error
 
 
-@dataclass(frozen=True)
-class SlackMember:
-    """What Slack's users.info says about a workspace member (only what identity needs)."""
+class SlackUser(BaseModel):
+    """What Slack's ``users.info`` says about a workspace member (the fields identity needs)."""
 
-    user_id: str
-    team_id: str
-    email: str | None
-    email_confirmed: bool
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    team_id: str | None = None
+    email: str | None = None  # profile.email: needs users:read.email
+    email_confirmed: bool | None = None  # is_email_confirmed, when Slack says
     deleted: bool = False
     is_bot: bool = False
-    is_guest: bool = False
+    is_restricted: bool = False  # multi-channel guest
+    is_ultra_restricted: bool = False  # single-channel guest
+    real_name: str | None = None
+
+    @property
+    def is_guest(self) -> bool:
+        return self.is_restricted or self.is_ultra_restricted
+
+    @classmethod
+    def of(cls, user: dict[str, Any]) -> SlackUser:
+        profile = user.get("profile") or {}
+        return cls(
+            id=str(user["id"]),
+            team_id=user.get("team_id"),
+            email=profile.get("email"),
+            email_confirmed=user.get("is_email_confirmed"),
+            deleted=bool(user.get("deleted", False)),
+            is_bot=bool(user.get("is_bot", False)),
+            is_restricted=bool(user.get("is_restricted", False)),
+            is_ultra_restricted=bool(user.get("is_ultra_restricted", False)),
+            real_name=user.get("real_name") or profile.get("real_name"),
+        )
 
 
-def slack_identity(member: SlackMember, team_id: str) -> str:
+def slack_identity(member: SlackUser, team_id: str) -> str:
     """The company identity of a Slack member: their confirmed email, in the one allowed workspace."""
     if member.team_id != team_id:
         raise ForbiddenError("this Slack workspace is not allowed to use accessctl")
     if member.deleted or member.is_bot or member.is_guest:
         raise ForbiddenError("only active, full members of the workspace can use accessctl")
-    if not member.email or not member.email_confirmed or not re.match(EMAIL_PATTERN, member.email):
+    # Unknown confirmation counts as unconfirmed: an email nobody confirmed says nothing about who this is.
+    if not member.email or member.email_confirmed is not True or not re.match(EMAIL_PATTERN, member.email):
         raise ForbiddenError("your Slack account has no confirmed email address; accessctl cannot tell who you are")
     return member.email.lower()
 
 
-class SlackMemberCache:
+class SlackUserCache:
     """users.info answers, kept for a few minutes per process (Slack rate-limits users.info)."""
 
-    def __init__(self, fetch: Callable[[str], SlackMember], ttl_seconds: int = SLACK_USER_CACHE_SECONDS) -> None:
+    def __init__(self, fetch: Callable[[str], SlackUser], ttl_seconds: int = SLACK_USER_CACHE_SECONDS) -> None:
         self._fetch = fetch
         self._ttl = ttl_seconds
-        self._members: dict[str, tuple[float, SlackMember]] = {}
+        self._members: dict[str, tuple[float, SlackUser]] = {}
 
-    def get(self, user_id: str) -> SlackMember:
+    def get(self, user_id: str) -> SlackUser:
         now = time.monotonic()
         cached = self._members.get(user_id)
         if cached is not None and now - cached[0] < self._ttl:
@@ -107,26 +138,27 @@ class SlackMemberCache:
 
 
 def requester_from_slack(
-    member: SlackMember, channel_id: str | None, team_id: str, directory: PeopleDirectory
+    member: SlackUser, channel_id: str | None, team_id: str, directory: PeopleDirectory
 ) -> tuple[Requester, DirectoryEntry]:
     identity = slack_identity(member, team_id)
     entry = directory.entry(identity)
     requester = Requester(
         identity=identity,
         groups=sorted(entry.groups),
-        source=f"people directory, for the confirmed email of Slack user {member.team_id}/{member.user_id}",
-        slack=SlackOrigin(team_id=member.team_id, user_id=member.user_id, channel_id=channel_id),
+        source=f"people directory, for the confirmed email of Slack user {team_id}/{member.id}",
+        slack=SlackOrigin(team_id=team_id, user_id=member.id, channel_id=channel_id),
     )
     return requester, entry
 
 
 def requester_for_bot(
-    bot: Caller, on_behalf_of: str, bots: frozenset[str], directory: PeopleDirectory
+    bot: Caller, on_behalf_of: str, bots: frozenset[str], directory: Callable[[], PeopleDirectory]
 ) -> tuple[Requester, DirectoryEntry]:
-    """A chat-ops bot asking for a named person: only bots on the allow-list, only known people."""
+    """A chat-ops bot asking for a named person: only bots on the allow-list (checked before the
+    directory is read), only people the directory knows."""
     if bot.role_arn is None or bot.role_arn not in bots:
         raise ForbiddenError("this principal is not an allowed chat-ops bot: it cannot ask on behalf of others")
-    entry = directory.entry(on_behalf_of)
+    entry = directory().entry(on_behalf_of)
     requester = Requester(
         identity=on_behalf_of.lower(),
         groups=sorted(entry.groups),
@@ -147,18 +179,4 @@ def caller_for_directory_role(entry: DirectoryEntry, iam: Any, *, account_id: st
         role_name=role.name,
         role_arn=role.arn,
         opted_in=role.is_opted_in(opt_in_tag_key),
-    )
-
-
-def member_from_users_info(user: dict[str, Any]) -> SlackMember:
-    """Slack's users.info ``user`` object -> :class:`SlackMember`."""
-    profile = user.get("profile") or {}
-    return SlackMember(
-        user_id=str(user.get("id", "")),
-        team_id=str(user.get("team_id", "")),
-        email=profile.get("email"),
-        email_confirmed=bool(user.get("is_email_confirmed", False)),
-        deleted=bool(user.get("deleted", False)),
-        is_bot=bool(user.get("is_bot", False)),
-        is_guest=bool(user.get("is_restricted", False) or user.get("is_ultra_restricted", False)),
     )

@@ -25,6 +25,35 @@ ROLE_INDEX = "ByRole"
 DATABASE_INDEX = "ByDatabase"
 
 
+def update_expression(
+    values: dict[str, Any], *, remove: tuple[str, ...] = (), append: dict[str, Any] | None = None
+) -> tuple[str, dict[str, str], dict[str, Any]]:
+    """``SET``/``REMOVE`` expression, names and values for an update that may carry a boto3 condition.
+
+    "#u"/":u" placeholders: boto3's condition builder uses "#n"/":v" for its own, and a clash
+    silently overwrites a value. A dotted name ("grant.expires_at") is a path into a map: one
+    placeholder per part. ``append`` values are appended to lists (created when missing).
+    """
+    names: dict[str, str] = {}
+    placeholders: dict[str, Any] = {}
+    assignments = []
+    for index, (name, value) in enumerate({**values, **(append or {})}.items()):
+        path = ".".join(f"#u{index}p{part}" for part in range(len(name.split("."))))
+        names.update({f"#u{index}p{part}": piece for part, piece in enumerate(name.split("."))})
+        if append and name in append and index >= len(values):
+            placeholders[f":u{index}"] = [value]
+            placeholders[":empty"] = []
+            assignments.append(f"{path} = list_append(if_not_exists({path}, :empty), :u{index})")
+        else:
+            placeholders[f":u{index}"] = value
+            assignments.append(f"{path} = :u{index}")
+    expression = "SET " + ", ".join(assignments)
+    if remove:
+        names.update({f"#r{index}": name for index, name in enumerate(remove)})
+        expression += " REMOVE " + ", ".join(f"#r{index}" for index in range(len(remove)))
+    return expression, names, placeholders
+
+
 class GrantsStore:
     """Requests and grants. Every write is conditional on the state it expects."""
 
@@ -185,25 +214,7 @@ class GrantsStore:
         append: dict[str, Any] | None = None,
         expected_status: tuple[RequestStatus, ...] = (),
     ) -> None:
-        # "#u"/":u" placeholders: boto3's condition builder uses "#n"/":v" for its own.
-        # A dotted name ("grant.expires_at") is a path into a map: one placeholder per part.
-        names: dict[str, str] = {}
-        placeholders: dict[str, Any] = {}
-        assignments = []
-        for index, (name, value) in enumerate({**values, **(append or {})}.items()):
-            path = ".".join(f"#u{index}p{part}" for part in range(len(name.split("."))))
-            names.update({f"#u{index}p{part}": piece for part, piece in enumerate(name.split("."))})
-            if append and name in append and index >= len(values):
-                placeholders[f":u{index}"] = [value]
-                placeholders[":empty"] = []
-                assignments.append(f"{path} = list_append(if_not_exists({path}, :empty), :u{index})")
-            else:
-                placeholders[f":u{index}"] = value
-                assignments.append(f"{path} = :u{index}")
-        expression = "SET " + ", ".join(assignments)
-        if remove:
-            names.update({f"#r{index}": name for index, name in enumerate(remove)})
-            expression += " REMOVE " + ", ".join(f"#r{index}" for index in range(len(remove)))
+        expression, names, placeholders = update_expression(values, remove=remove, append=append)
         condition: ConditionBase = Attr("request_id").exists()
         if expected_status:
             condition = condition & Attr("status").is_in([status.value for status in expected_status])

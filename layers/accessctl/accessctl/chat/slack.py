@@ -34,6 +34,7 @@ from accessctl.chat import require_webhook_url
 from accessctl.chat.blocks import ChatMessage
 from accessctl.config import Settings
 from accessctl.errors import ChatError, TransientError
+from accessctl.identity import SlackUser
 from accessctl.models import MessageRef
 
 DEFAULT_API_URL = "https://slack.com/api/"
@@ -78,41 +79,6 @@ def slack_credentials(secret_name: str) -> SlackCredentials:
             {f"{'.'.join(str(part) for part in item['loc']) or 'secret'}: {item['msg']}" for item in error.errors()}
         )
         raise ChatError(f"secret {secret_name} is malformed ({'; '.join(problems)})") from None
-
-
-class SlackUser(BaseModel):
-    """What ``users.info`` says about a workspace member (the fields identity mapping needs)."""
-
-    model_config = ConfigDict(frozen=True)
-
-    id: str
-    team_id: str | None = None
-    email: str | None = None  # profile.email: needs users:read.email
-    email_confirmed: bool | None = None  # is_email_confirmed, when Slack says
-    deleted: bool = False
-    is_bot: bool = False
-    is_restricted: bool = False  # multi-channel guest
-    is_ultra_restricted: bool = False  # single-channel guest
-    real_name: str | None = None
-
-    @property
-    def is_guest(self) -> bool:
-        return self.is_restricted or self.is_ultra_restricted
-
-    @classmethod
-    def of(cls, user: dict[str, Any]) -> SlackUser:
-        profile = user.get("profile") or {}
-        return cls(
-            id=str(user["id"]),
-            team_id=user.get("team_id"),
-            email=profile.get("email"),
-            email_confirmed=user.get("is_email_confirmed"),
-            deleted=bool(user.get("deleted", False)),
-            is_bot=bool(user.get("is_bot", False)),
-            is_restricted=bool(user.get("is_restricted", False)),
-            is_ultra_restricted=bool(user.get("is_ultra_restricted", False)),
-            real_name=user.get("real_name") or profile.get("real_name"),
-        )
 
 
 class ShortRateLimitRetryHandler(RateLimitErrorRetryHandler):
