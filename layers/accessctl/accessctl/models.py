@@ -213,6 +213,8 @@ class AuditEventType(StrEnum):
     GRANT_TAMPERED = "GRANT_TAMPERED"
     ORPHAN_REMOVED = "ORPHAN_REMOVED"
     AUDIT_EXPORTED = "AUDIT_EXPORTED"  # a closed day's records and stream heads written to S3
+    AUDIT_VERIFY_REQUESTED = "AUDIT_VERIFY_REQUESTED"  # an asynchronous verification asked for
+    AUDIT_VERIFIED = "AUDIT_VERIFIED"  # its report
 
 
 class AwsRequest(BaseModel):
