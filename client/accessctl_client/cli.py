@@ -149,6 +149,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also compare each exported day with its manifest in the audit export bucket (AuditExport=true)",
     )
+    verify.add_argument(
+        "--async",
+        dest="asynchronous",
+        action="store_true",
+        help="run it in the background (for many days: the synchronous check must end within 30 s) and wait",
+    )
     verify.set_defaults(handler=_cmd_audit_verify)
     return parser
 
@@ -269,7 +275,16 @@ def _cmd_audit_access(client: AccessctlClient, args: argparse.Namespace) -> int:
 
 
 def _cmd_audit_verify(client: AccessctlClient, args: argparse.Namespace) -> int:
-    report = client.audit_verify(args.since, args.until, anchored=args.anchored)
+    if args.asynchronous:
+        started = client.start_audit_verification(args.since, args.until, anchored=args.anchored)
+        _progress(f"verification {started['verification_id']} started")
+        done = client.wait_audit_verification(started["verification_id"])
+        if done.get("status") != "DONE":
+            _out(done if args.json else f"verification {done.get('verification_id')} {done.get('status')}")
+            return EXIT_ERROR
+        report = dict(done.get("report") or {})
+    else:
+        report = client.audit_verify(args.since, args.until, anchored=args.anchored)
     if args.json:
         _out(report)
     elif report.get("ok"):

@@ -254,6 +254,28 @@ class AccessctlClient:
             query["anchored"] = "true"
         return dict(self._call("GET", "/audit/verify", query=query, retry=True))
 
+    def start_audit_verification(
+        self, since: str | None = None, until: str | None = None, *, anchored: bool = False
+    ) -> dict[str, Any]:
+        """Start verifying a long range asynchronously (``POST /audit/verifications``); returns its id."""
+        body = {name: value for name, value in (("since", since), ("until", until)) if value}
+        return dict(self._call("POST", "/audit/verifications", body={**body, "anchored": anchored}))
+
+    def wait_audit_verification(self, verification_id: str, timeout: float = 900.0) -> dict[str, Any]:
+        """Poll ``GET /audit/verifications/{id}`` until DONE or FAILED (``WaitTimeoutError`` after ``timeout``)."""
+        path = f"/audit/verifications/{_segment(verification_id)}"
+        deadline = _clock() + timeout
+        attempt = 0
+        while True:
+            last = dict(self._call("GET", path, retry=True))
+            if last.get("status") != "RUNNING":
+                return last
+            remaining = deadline - _clock()
+            if remaining <= 0:
+                raise WaitTimeoutError(f"timed out after {timeout:g}s waiting for verification {verification_id}")
+            _sleep(min(self.backoff_delay(attempt), remaining))
+            attempt += 1
+
     def revoke(self, grant_id: str) -> GrantRecord:
         """Revoke a grant now (``DELETE /grants/{grant_id}``) and return it as revoked."""
         return GrantRecord.from_dict(self._call("DELETE", f"/grants/{_segment(grant_id)}", retry=True))

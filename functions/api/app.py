@@ -16,7 +16,7 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
     IdempotencyValidationError,
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from accessctl import audit_query
 from accessctl.access_requests import (
@@ -30,6 +30,7 @@ from accessctl.access_requests import (
 from accessctl.audit import VerifyReport, days_between, verify
 from accessctl.audit_export import load_manifests
 from accessctl.audit_query import AccessAnswer, AuditFilter, AuditPage
+from accessctl.audit_verification import Verification, get_verification, start_verification
 from accessctl.aws import client
 from accessctl.dependencies import default_dependencies
 from accessctl.errors import AccessctlError, BadRequestError, ForbiddenError
@@ -177,6 +178,15 @@ def read_audit_access(
     return audit_query.access_between(_admin_audit_table(), database, since, until)
 
 
+def _verify_range(since: str | None, until: str | None) -> tuple[str, str]:
+    bounds = AuditFilter(since=since, until=until)  # normalised (400 on a malformed instant)
+    end = bounds.until or audit_query.iso(utc_now_dt())
+    start = bounds.since or end  # default: the streams of the day of `until`
+    if start > end:
+        raise BadRequestError("since is after until")
+    return start, end
+
+
 @app.get("/audit/verify", summary="Verify the audit hash chain over a time range (admins only)")
 def read_audit_verify(
     since: Annotated[str | None, Query(max_length=40, description="ISO 8601 instant")] = None,
@@ -186,17 +196,37 @@ def read_audit_verify(
     ] = False,
 ) -> VerifyReport:
     table = _admin_audit_table()
-    bounds = AuditFilter(since=since, until=until)  # normalised (400 on a malformed instant)
-    end = bounds.until or audit_query.iso(utc_now_dt())
-    start = bounds.since or end  # default: the streams of the day of `until`
-    if start > end:
-        raise BadRequestError("since is after until")
+    start, end = _verify_range(since, until)
     if not anchored:
         return verify(table, start, end)
     bucket = default_dependencies().settings.audit_export_bucket
     if bucket is None:
         raise BadRequestError("anchored verification needs the audit export (AuditExport=true)")
     return verify(table, start, end, anchors=load_manifests(client("s3"), bucket, days_between(start, end)))
+
+
+class VerificationRequest(BaseModel):
+    since: str | None = Field(default=None, max_length=40, description="ISO 8601 instant")
+    until: str | None = Field(default=None, max_length=40, description="ISO 8601 instant")
+    anchored: bool = False
+
+
+@app.post(
+    "/audit/verifications",
+    summary="Start verifying the audit hash chain over a long range, asynchronously (admins only)",
+    responses={202: {"description": "Accepted"}},
+)
+def post_audit_verification(body: VerificationRequest) -> Response[Verification]:
+    _admin_audit_table()
+    start, end = _verify_range(body.since, body.until)
+    started = start_verification(start, end, body.anchored, current_caller().principal_arn, default_dependencies())
+    return Response(status_code=202, body=started, content_type="application/json")
+
+
+@app.get("/audit/verifications/<verification_id>", summary="An asynchronous verification and its report (admins only)")
+def read_audit_verification(verification_id: Annotated[str, Path(pattern=REQUEST_ID_PATTERN)]) -> Verification:
+    _admin_audit_table()
+    return get_verification(verification_id, default_dependencies())
 
 
 @app.exception_handler(AccessctlError)

@@ -63,3 +63,38 @@ def test_given_access_when_asked_then_grants_are_listed(cli_api: StubApi, capsys
 
     assert code == 0 and "g1  arn:p  app  T1 -> T2" in capsys.readouterr().out
     assert cli_api.requests[0].query == {"database": "orders", "from": "2026-12-01T00:00:00Z", "to": "2026-12-02"}
+
+
+def test_given_anchored_when_verifying_then_the_api_is_asked_to_compare_the_manifests(
+    cli_api: StubApi, capsys: pytest.CaptureFixture[str]
+) -> None:
+    report = {"ok": True, "records": 6, "streams": 2, "expired": 1, "anchored_days": ["2026-12-01"]}
+    cli_api.on("GET", "/audit/verify", (200, report))
+
+    code = main(["audit", "verify", "--since", "2026-12-01T00:00:00Z", "--anchored"])
+
+    assert code == 0
+    (request,) = cli_api.requests
+    assert request.query["anchored"] == "true"
+    out = capsys.readouterr().out
+    assert "1 left by retention" in out and "1 days match their export manifest" in out
+
+
+def test_given_async_when_verifying_then_it_starts_polls_and_reports(
+    cli_api: StubApi, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cli_api.on("POST", "/audit/verifications", (202, {"verification_id": "v1", "status": "RUNNING"}))
+    found = {"stream": "2026-11-02#1", "sequence": 3, "kind": "missing", "detail": "record 3 is missing (deleted)"}
+    cli_api.on(
+        "GET",
+        "/audit/verifications/v1",
+        (200, {"verification_id": "v1", "status": "RUNNING"}),
+        (200, {"verification_id": "v1", "status": "DONE", "report": {"ok": False, "first_break": found}}),
+    )
+
+    code = main(["audit", "verify", "--since", "2026-11-01T00:00:00Z", "--async"])
+
+    assert code == 1
+    assert "2026-11-02#1 #3 (missing)" in capsys.readouterr().out
+    start = cli_api.requests[0]
+    assert json.loads(start.body)["since"] == "2026-11-01T00:00:00Z"

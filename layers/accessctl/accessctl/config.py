@@ -29,6 +29,8 @@ class Settings(BaseModel):
     policies_dir: str = "policies"
     # The Object Lock bucket of the daily audit export (AuditExport=true); unset: no export, no anchors.
     audit_export_bucket: str | None = None
+    # The function that runs asynchronous audit verifications (POST /audit/verifications).
+    verify_function_name: str | None = None
 
     @field_validator("audit_export_bucket", mode="before")
     @classmethod

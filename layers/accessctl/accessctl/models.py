@@ -312,6 +312,8 @@ class AuditEventType(StrEnum):
     APPROVAL_REFUSED = "APPROVAL_REFUSED"  # an approval attempt that was not counted (self, not in group, ...)
     REQUEST_EXPIRED = "REQUEST_EXPIRED"  # approvals did not come in time
     AUDIT_EXPORTED = "AUDIT_EXPORTED"  # a closed day's records and stream heads written to S3
+    AUDIT_VERIFY_REQUESTED = "AUDIT_VERIFY_REQUESTED"  # an asynchronous verification asked for
+    AUDIT_VERIFIED = "AUDIT_VERIFIED"  # its report
 
 
 class AwsRequest(BaseModel):
