@@ -12,6 +12,7 @@ import pytest
 
 from accessctl.remediation.events import EVENT_MAP
 from accessctl_local import LocalStack
+from accessctl_local.estate import audit_trail
 from tests.remediation.conftest import Inbox, audit_records
 from tests.remediation.support import Emulated, all_traffic, cidrs, cloudtrail, opened, tcp
 from tests.support.template import PROJECT_ROOT
@@ -67,6 +68,9 @@ def test_given_an_opened_group_when_the_event_arrives_then_only_the_offending_ra
     after = {r["CidrIp"] for r in record["details"]["after"]["permission"]["IpRanges"]}
     assert after == {"10.0.0.0/8", "192.168.10.0/24"}  # EC2 keeps one permission per protocol and port range
     assert record["details"]["trigger"]["changed_by"].endswith("assumed-role/platform-admin/jane.doe")
+    # and it names the revoke it made, by CloudTrail request id (the pivot to CloudTrail)
+    (call,) = audit_trail(stack, f"security-group/{group}")[0]["aws_requests"]
+    assert (call["service"], call["operation"]) == ("ec2", "RevokeSecurityGroupIngress") and call["request_id"]
     # and a notification says what changed, who changed it and what the controller did
     (message,) = inbox.drain()
     (finding,) = message["findings"]
@@ -303,8 +307,9 @@ def test_given_drift_the_events_missed_when_the_schedule_fires_then_the_full_sca
     # and the scan's audit records went in one chained batch (one transaction), one record per fix
     assert counts[("dynamodb", "TransactWriteItems")] == 1 and ("dynamodb", "PutItem") not in counts
     for group in groups:
-        (record,) = audit_records(stack, f"security-group/{group}")
+        (record,) = audit_trail(stack, f"security-group/{group}")
         assert record["event_type"] == "REMEDIATION_APPLIED" and record["details"]["trigger"]["kind"] == "schedule"
+        assert [call["operation"] for call in record["aws_requests"]] == ["RevokeSecurityGroupIngress"]
 
 
 def test_given_a_warm_process_when_the_same_group_is_opened_again_then_the_database_list_is_not_re_read(

@@ -10,6 +10,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from accessctl_local import LocalStack
+from accessctl_local.estate import audit_trail
 from tests.remediation.conftest import Inbox, audit_records
 from tests.remediation.support import Emulated, cidrs, cloudtrail, opened, tcp
 from tests.support.template import PROJECT_ROOT
@@ -134,6 +135,91 @@ def test_given_one_fix_failing_and_one_throttled_then_the_others_are_fixed_and_e
         assert cidrs(emulated.ingress(group)) == {("tcp", 5432, 5432, "10.0.0.0/8")}
     (failed_record,) = audit_records(stack, f"security-group/{broken}")
     assert failed_record["event_type"] == "REMEDIATION_FAILED"
+
+
+def _answered_request_ids(aws_client: Any) -> dict[str, list[str]]:
+    """The request ids the emulator answered, per operation, as a hook of the test's own sees them."""
+    answered: dict[str, list[str]] = {}
+
+    def note(parsed: dict[str, Any], model: Any, **_: Any) -> None:
+        answered.setdefault(model.name, []).append(parsed["ResponseMetadata"]["RequestId"])
+
+    aws_client.meta.events.register("after-call", note)
+    return answered
+
+
+def test_given_a_fix_when_audited_then_the_record_carries_the_cloudtrail_request_id_of_its_revoke(
+    stack: LocalStack, emulated: Emulated
+) -> None:
+    from accessctl.audit import AuditLog
+    from accessctl.remediation.engine import Remediator
+    from accessctl.remediation.estate import EstateReader
+    from accessctl.remediation.fixer import Fixer
+    from accessctl.remediation.notify import LogRemediationNotifier
+    from accessctl.remediation.settings import RemediationSettings
+
+    # Given a protected database whose group is open to the world, and a remediator in enforce mode
+    group = emulated.group(tcp(5432, "0.0.0.0/0", "10.0.0.0/8"))
+    emulated.postgres("pivot-db", group)
+    settings = RemediationSettings(audit_table=stack.resources["AuditTable"], remediation_mode="enforce")
+    ec2, rds, iam = stack.client("ec2"), stack.client("rds"), stack.client("iam")
+    answered = _answered_request_ids(ec2)
+
+    class NoMetrics:
+        def record(self, counts: dict[tuple[str, str], int]) -> None:
+            pass
+
+    remediator = Remediator(
+        settings=settings,
+        reader=EstateReader(settings, ec2=ec2, rds=rds, iam=iam),
+        fixer=Fixer(ec2=ec2, rds=rds, iam=iam, max_attempts=2, sleep=lambda _: None),
+        audit=AuditLog(
+            stack.session().resource("dynamodb", endpoint_url=stack.endpoint_url).Table(settings.audit_table)
+        ),
+        notifier=LogRemediationNotifier(),
+        metrics=NoMetrics(),
+    )
+
+    # When the event for it is handled
+    report = remediator.handle_event(opened(group))
+
+    # Then the fix's audit record names the revoke EC2 answered, with EC2's own request id: the
+    # investigator's pivot to the CloudTrail event (reads are not recorded)
+    assert report.counts()["fixed"] == 1
+    (record,) = audit_trail(stack, f"security-group/{group}")
+    assert record["event_type"] == "REMEDIATION_APPLIED" and record["schema_version"] == 2
+    calls = record["aws_requests"]
+    assert [(c["service"], c["operation"]) for c in calls] == [("ec2", "RevokeSecurityGroupIngress")]
+    assert [c["request_id"] for c in calls] == answered["RevokeSecurityGroupIngress"]
+    assert calls[0]["region"] == ec2.meta.region_name and "error" not in calls[0]
+
+
+def test_given_a_fix_that_aws_refuses_then_the_failure_carries_the_request_id_of_the_refused_call(
+    stack: LocalStack, emulated: Emulated
+) -> None:
+    from accessctl.remediation.fixer import Fixer, FixFailed
+    from accessctl.remediation.models import Fix
+
+    # Given a revoke for a group that no longer exists (deleted between the read and the fix)
+    group = emulated.group(tcp(5432, "0.0.0.0/0"))
+    emulated.ec2.delete_security_group(GroupId=group)
+    ec2 = stack.client("ec2")
+    answered = _answered_request_ids(ec2)
+    fixer = Fixer(ec2=ec2, rds=stack.client("rds"), iam=stack.client("iam"), max_attempts=2, sleep=lambda _: None)
+    fix = Fix(
+        action="revoke-ingress",
+        parameters={"GroupId": group, "IpPermissions": [tcp(5432, "0.0.0.0/0")]},
+        description=f"revoke tcp 5432 from 0.0.0.0/0 on {group}",
+    )
+
+    # When it is applied
+    with pytest.raises(FixFailed) as failed:
+        fixer.apply(fix)
+
+    # Then the failure names the refused call, its error code and EC2's request id
+    (call,) = failed.value.aws_requests
+    assert (call.service, call.operation, call.error) == ("ec2", "RevokeSecurityGroupIngress", "InvalidGroup.NotFound")
+    assert [call.request_id] == answered["RevokeSecurityGroupIngress"]
 
 
 def test_given_an_iam_event_for_a_grant_policy_then_the_grants_path_is_left_alone(

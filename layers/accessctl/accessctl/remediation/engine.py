@@ -22,13 +22,13 @@ from pydantic import ValidationError
 
 from accessctl.audit import AuditLog
 from accessctl.aws import client
-from accessctl.models import AuditEventType
+from accessctl.models import AuditEventType, AwsRequest
 from accessctl.observability import SERVICE, logger, metrics
 from accessctl.remediation.audit_table import AuditTable
 from accessctl.remediation.estate import EstateReader, Target
 from accessctl.remediation.events import CloudTrailEvent, Ignored, affected_by
 from accessctl.remediation.exemptions import exemption_for
-from accessctl.remediation.fixer import Fixer, FixFailed
+from accessctl.remediation.fixer import Applied, Fixer, FixFailed
 from accessctl.remediation.group_index import GroupIndex
 from accessctl.remediation.models import (
     Finding,
@@ -232,13 +232,16 @@ class Remediator:
             return [result for results in pool.map(lambda task: task(), work) for result in results]
 
     def _fix(self, job: _Job) -> list[FindingResult]:
+        # A failed combined revoke is in CloudTrail too: each range's record names it before its own call.
+        earlier: list[AwsRequest] = []
         if job.merged is not None:
             try:
                 applied = self.fixer.apply(job.merged)
             except FixFailed as failed:
                 logger.warning("combined revoke failed; revoking range by range", extra={"error": str(failed)})
+                earlier = failed.aws_requests
             else:
-                return [_fixed(finding, mode, applied.detail, applied.attempts) for _, finding, mode in job.items]
+                return [_fixed(finding, mode, applied) for _, finding, mode in job.items]
         results = []
         for _, finding, mode in job.items:
             assert finding.fix is not None
@@ -257,6 +260,7 @@ class Remediator:
                         detail=f"could not {finding.fix.description}",
                         attempts=failed.attempts,
                         error=str(failed)[:1000],
+                        aws_requests=earlier + failed.aws_requests,
                     )
                 )
             except Exception as error:  # a bug in one fix never stops the others
@@ -268,10 +272,11 @@ class Remediator:
                         outcome=Outcome.FAILED,
                         detail=f"could not {finding.fix.description}",
                         error=f"{type(error).__name__}: {error}",
+                        aws_requests=earlier,
                     )
                 )
             else:
-                results.append(_fixed(finding, mode, applied.detail, applied.attempts))
+                results.append(_fixed(finding, mode, applied, earlier))
         return results
 
     def _audit(self, result: FindingResult, trigger: Trigger, report: RemediationReport) -> None:
@@ -300,6 +305,7 @@ class Remediator:
                     "exemption": result.exemption.model_dump(mode="json") if result.exemption else None,
                     "trigger": trigger.model_dump(mode="json", exclude_none=True),
                 },
+                aws_requests=result.aws_requests,
             )
         except Exception as error:
             logger.exception("audit record failed", extra={"resource": finding.resource.subject})
@@ -321,12 +327,19 @@ class Remediator:
             report.errors.append(f"notification: {type(error).__name__}: {error}")
 
 
-def _fixed(finding: Finding, mode: Mode, detail: str, attempts: int) -> FindingResult:
+def _fixed(finding: Finding, mode: Mode, applied: Applied, earlier: list[AwsRequest] | None = None) -> FindingResult:
     assert finding.fix is not None
-    action = f"{finding.fix.description}: {detail}"
+    action = f"{finding.fix.description}: {applied.detail}"
     if finding.fix.needs_reboot:
         action += " (needs a reboot to take effect)"
-    return FindingResult(finding=finding, mode=mode, outcome=Outcome.FIXED, detail=action, attempts=attempts)
+    return FindingResult(
+        finding=finding,
+        mode=mode,
+        outcome=Outcome.FIXED,
+        detail=action,
+        attempts=applied.attempts,
+        aws_requests=[*(earlier or []), *applied.aws_requests],
+    )
 
 
 def _jobs(to_fix: list[tuple[Rule, Finding, Mode]]) -> list[_Job]:

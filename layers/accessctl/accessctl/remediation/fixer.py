@@ -3,6 +3,9 @@
 Botocore's adaptive retries absorb throttling first; what is still throttled surfaces as
 :class:`TransientError` and is retried here a few more times with exponential backoff and jitter.
 Any other error fails that fix only. Fixes are idempotent: a range already gone counts as fixed.
+
+Each fix notes the mutating calls it made (their CloudTrail request ids, failed attempts included)
+so its audit record links to what CloudTrail recorded.
 """
 
 from __future__ import annotations
@@ -10,30 +13,46 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from botocore.exceptions import ClientError
 
-from accessctl.aws import call, error_code
+from accessctl.aws import aws_requests, call, error_code, record_requests
 from accessctl.errors import TransientError
-from accessctl.remediation.models import Fix
+from accessctl.models import AwsRequest
+from accessctl.remediation.models import Fix, FixAction
 
 T = TypeVar("T")
 
 _ALREADY_GONE = frozenset({"InvalidPermission.NotFound", "NoSuchEntity"})
 
 
+# The client each action calls: the request-id hook is put on it when a fix first uses it (a lazy
+# client is only made then).
+_SERVICE_OF: dict[FixAction, str] = {
+    "revoke-ingress": "ec2",
+    "disable-public-access": "rds",
+    "enable-iam-auth": "rds",
+    "enforce-tls": "rds",
+    "make-snapshot-private": "rds",
+    "detach-policy": "iam",
+    "delete-inline-policy": "iam",
+}
+
+
 @dataclass(frozen=True)
 class Applied:
     detail: str
     attempts: int
+    aws_requests: list[AwsRequest] = field(default_factory=list)  # the calls that made the change
 
 
 class FixFailed(Exception):
-    def __init__(self, message: str, attempts: int) -> None:
+    def __init__(self, message: str, attempts: int, aws_requests: list[AwsRequest] | None = None) -> None:
         super().__init__(message)
         self.attempts = attempts
+        self.aws_requests = list(aws_requests or [])  # the attempts that failed, as CloudTrail has them
 
 
 def with_retries(
@@ -70,10 +89,17 @@ class Fixer:
 
     def apply(self, fix: Fix) -> Applied:
         action = getattr(self, "_" + fix.action.replace("-", "_"))
-        detail, attempts = with_retries(
-            lambda: action(fix.parameters), max_attempts=self._max_attempts, sleep=self._sleep
-        )
-        return Applied(str(detail), attempts)
+        service_client = {"ec2": self._ec2, "rds": self._rds, "iam": self._iam}[_SERVICE_OF[fix.action]]
+        with aws_requests() as calls:
+            record_requests(service_client)
+            try:
+                detail, attempts = with_retries(
+                    lambda: action(fix.parameters), max_attempts=self._max_attempts, sleep=self._sleep
+                )
+            except FixFailed as failed:
+                failed.aws_requests = list(calls)
+                raise
+        return Applied(str(detail), attempts, list(calls))
 
     # ---------------------------------------------------------------- actions
 

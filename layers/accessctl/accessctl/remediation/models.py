@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from accessctl.models import AwsRequest
 from accessctl.remediation.settings import Mode
 
 
@@ -103,6 +104,8 @@ class FindingResult(BaseModel):
     attempts: int = 0
     error: str | None = None
     exemption: Exemption | None = None
+    # The fix's mutating AWS calls (CloudTrail request ids), failed attempts included: on the audit record.
+    aws_requests: list[AwsRequest] = Field(default_factory=list)
 
 
 class Trigger(BaseModel):
