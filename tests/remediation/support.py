@@ -112,6 +112,23 @@ class Emulated:
         )
 
 
+    def proxy(self, name: str, *groups: str, protected: bool = True) -> dict[str, Any]:
+        """An RDS Proxy (PostgreSQL) in the default VPC's subnets, fronting nothing yet."""
+        vpc = self.ec2.describe_vpcs(Filters=[{"Name": "is-default", "Values": ["true"]}])["Vpcs"][0]["VpcId"]
+        subnets = self.ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [vpc]}])["Subnets"]
+        proxy = self.rds.create_db_proxy(
+            DBProxyName=name,
+            EngineFamily="POSTGRESQL",
+            Auth=[{"AuthScheme": "SECRETS", "SecretArn": f"arn:aws:secretsmanager:us-east-1:123456789012:secret:{name}"}],
+            RoleArn="arn:aws:iam::123456789012:role/rds-proxy",
+            VpcSubnetIds=[subnet["SubnetId"] for subnet in subnets[:2]],
+            VpcSecurityGroupIds=list(groups),
+            RequireTLS=True,
+            Tags=PROTECTED if protected else [],
+        )["DBProxy"]
+        return dict(proxy)
+
+
 def normalise(permission: dict[str, Any]) -> dict[str, Any]:
     """A permission as a comparable value (empty lists dropped, ranges sorted)."""
     out = {k: v for k, v in permission.items() if v not in ([], None)}

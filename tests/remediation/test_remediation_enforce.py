@@ -143,6 +143,41 @@ def test_given_a_group_shared_by_two_databases_then_both_ports_are_closed_in_one
     assert any("3306" in d for d in details) and any("5432" in d for d in details)
 
 
+def test_given_a_group_only_a_protected_rds_proxy_uses_when_opened_then_the_proxy_port_is_closed(
+    stack: LocalStack, emulated: Emulated
+) -> None:
+    # Given an RDS Proxy (PostgreSQL: it listens on 5432) tagged protected, whose group is opened to
+    # the world next to a benign rule; no database instance uses the group
+    group = emulated.group(tcp(5432, "0.0.0.0/0", "10.0.0.0/8"), tcp(443, "0.0.0.0/0"))
+    emulated.proxy("orders-proxy", group)
+
+    # When the CloudTrail event arrives
+    answer = invoke(stack, opened(group))
+
+    # Then the world range on the proxy's port goes and everything else stays
+    assert cidrs(emulated.ingress(group)) == {("tcp", 5432, 5432, "10.0.0.0/8"), ("tcp", 443, 443, "0.0.0.0/0")}
+    (result,) = [r for r in answer["results"] if r["rule_id"] == "sg-open-ingress"]
+    assert result["outcome"] == "fixed"
+    (record,) = audit_records(stack, f"security-group/{group}")
+    assert record["details"]["databases"] == ["proxy/orders-proxy"]
+
+
+def test_given_a_group_of_an_unprotected_rds_proxy_then_it_is_left_alone(
+    stack: LocalStack, emulated: Emulated
+) -> None:
+    # Given a proxy without the protected tag (the template's default scope is tagged databases)
+    group = emulated.group(tcp(5432, "0.0.0.0/0"))
+    emulated.proxy("scratch-proxy", group, protected=False)
+
+    # When its group is opened and the schedule's full scan runs too
+    invoke(stack, opened(group))
+    invoke(stack, {"action": "scan"})
+
+    # Then nothing changed and nothing was recorded for it
+    assert cidrs(emulated.ingress(group)) == {("tcp", 5432, 5432, "0.0.0.0/0")}
+    assert audit_records(stack, f"security-group/{group}") == []
+
+
 @pytest.mark.parametrize(
     ("until", "closed"),
     [
