@@ -111,7 +111,6 @@ class Emulated:
             )["DBCluster"]
         )
 
-
     def proxy(self, name: str, *groups: str, protected: bool = True) -> dict[str, Any]:
         """An RDS Proxy (PostgreSQL) in the default VPC's subnets, fronting nothing yet."""
         vpc = self.ec2.describe_vpcs(Filters=[{"Name": "is-default", "Values": ["true"]}])["Vpcs"][0]["VpcId"]
@@ -119,7 +118,9 @@ class Emulated:
         proxy = self.rds.create_db_proxy(
             DBProxyName=name,
             EngineFamily="POSTGRESQL",
-            Auth=[{"AuthScheme": "SECRETS", "SecretArn": f"arn:aws:secretsmanager:us-east-1:123456789012:secret:{name}"}],
+            Auth=[
+                {"AuthScheme": "SECRETS", "SecretArn": f"arn:aws:secretsmanager:us-east-1:123456789012:secret:{name}"}
+            ],
             RoleArn="arn:aws:iam::123456789012:role/rds-proxy",
             VpcSubnetIds=[subnet["SubnetId"] for subnet in subnets[:2]],
             VpcSecurityGroupIds=list(groups),

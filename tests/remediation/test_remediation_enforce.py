@@ -162,9 +162,7 @@ def test_given_a_group_only_a_protected_rds_proxy_uses_when_opened_then_the_prox
     assert record["details"]["databases"] == ["proxy/orders-proxy"]
 
 
-def test_given_a_group_of_an_unprotected_rds_proxy_then_it_is_left_alone(
-    stack: LocalStack, emulated: Emulated
-) -> None:
+def test_given_a_group_of_an_unprotected_rds_proxy_then_it_is_left_alone(stack: LocalStack, emulated: Emulated) -> None:
     # Given a proxy without the protected tag (the template's default scope is tagged databases)
     group = emulated.group(tcp(5432, "0.0.0.0/0"))
     emulated.proxy("scratch-proxy", group, protected=False)
