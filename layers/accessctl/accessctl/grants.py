@@ -321,7 +321,6 @@ class Revocation:
 
 
 _FINAL_STATUS = {
-    RevokeReason.COMPENSATION: RequestStatus.FAILED,
     RevokeReason.EXPIRED: RequestStatus.REVOKED,
     RevokeReason.EARLY: RequestStatus.REVOKED,
     RevokeReason.SWEEP: RequestStatus.REVOKED,
@@ -342,8 +341,14 @@ def expiry_warning_at(expires_at: str, lead_minutes: int) -> str | None:
     return to_iso(warn_at) if warn_at > utc_now() else None
 
 
-def revoke_grant(request_id: str, reason: RevokeReason, actor: str, deps: Dependencies) -> Revocation:
-    """Remove a grant's policy from IAM; idempotent. Recorded as revoked only once IAM confirms."""
+def revoke_grant(
+    request_id: str, reason: RevokeReason, actor: str, deps: Dependencies, failure: str | None = None
+) -> Revocation:
+    """Remove a grant's policy from IAM; idempotent. Recorded as revoked only once IAM confirms.
+
+    ``failure``: for COMPENSATION, why the grant step failed (the workflow passes the step's
+    error); it is written with the FAILED status in the same update.
+    """
     request = deps.grants.get(request_id)
     if request.status in (RequestStatus.REVOKED, RequestStatus.DENIED) or (
         request.status == RequestStatus.FAILED and request.grant is None
@@ -362,11 +367,19 @@ def revoke_grant(request_id: str, reason: RevokeReason, actor: str, deps: Depend
         detached = remove_policy(policy_arn, deps)
     sessions = _terminate_sessions(request, deps)
     revoked_at = to_iso(utc_now())
-    if request.grant is not None:
-        grant = request.grant.model_copy(update={"revoked_at": revoked_at, "revoke_reason": reason})
+    grant = (
+        request.grant.model_copy(update={"revoked_at": revoked_at, "revoke_reason": reason}) if request.grant else None
+    )
+    if reason == RevokeReason.COMPENSATION:
+        try:
+            deps.grants.record_compensated(request_id, grant, failure)
+        except ConflictError:
+            if deps.grants.get(request_id).status != RequestStatus.REVOKED:
+                raise
+            # Another revoker (the sweeper, an early revoke) recorded and audited it first.
+            return Revocation(request_id=request_id, status="ALREADY_REVOKED", detached_from=detached)
+    elif grant is not None:
         deps.grants.record_revoked(request, grant, final_status=_FINAL_STATUS[reason])
-    elif reason == RevokeReason.COMPENSATION:
-        deps.grants.record_status(request_id, RequestStatus.FAILED)
     deps.audit.append(
         AuditEventType.GRANT_COMPENSATED if reason == RevokeReason.COMPENSATION else AuditEventType.GRANT_REVOKED,
         subject=request_id,
@@ -502,9 +515,19 @@ def record_outcome(
         )
         metrics.add_metric(name="RevocationFailures", unit="Count", value=1)
         return
-    deps.grants.record_status(request_id, RequestStatus.FAILED, failure=detail)
+    # The compensation has already written FAILED and why, in one update; a grant the sweeper
+    # revoked meanwhile stays REVOKED.
+    compensated = request.status == RequestStatus.FAILED and request.failure is not None
+    if not compensated and request.status != RequestStatus.REVOKED:
+        deps.grants.record_status(request_id, RequestStatus.FAILED, failure=detail)
+    if any(event.event_type == AuditEventType.REQUEST_FAILED for event in deps.audit.for_subject(request_id)):
+        return  # a retried step whose audit write had succeeded
     deps.audit.append(
-        AuditEventType.REQUEST_FAILED, subject=request_id, actor="workflow", request=request, reason=detail
+        AuditEventType.REQUEST_FAILED,
+        subject=request_id,
+        actor="workflow",
+        request=request,
+        reason=detail or request.failure,
     )
     metrics.add_metric(name="RequestsFailed", unit="Count", value=1)
 
