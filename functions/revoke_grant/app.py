@@ -17,4 +17,5 @@ from accessctl.observability import logger, metrics, tracer
 @tracer.capture_lambda_handler(capture_response=False)
 @event_parser(model=RevokeInput)
 def lambda_handler(event: RevokeInput, context: LambdaContext) -> dict[str, Any]:
-    return asdict(revoke_grant(event.request_id, event.reason, event.actor, default_dependencies()))
+    revocation = revoke_grant(event.request_id, event.reason, event.actor, default_dependencies(), event.failure())
+    return asdict(revocation)

@@ -19,6 +19,7 @@ def test_percentile_is_nearest_rank() -> None:
     assert percentile(samples, 95) == 19.0
     assert percentile(samples, 50) == 10.0
     assert percentile([3.0, 1.0, 2.0], 95) == 3.0
+    assert percentile([float(n) for n in range(1, 101)], 99) == 99.0
     with pytest.raises(ValueError):
         percentile([], 95)
 
@@ -27,7 +28,14 @@ def test_summarize_orders_the_samples_and_is_none_without_any() -> None:
     summary = summarize([0.3, -0.1, 0.2])
 
     assert summary is not None
-    assert (summary.n, summary.median, summary.min, summary.max, summary.p95) == (3, 0.2, -0.1, 0.3, 0.3)
+    assert (summary.n, summary.median, summary.min, summary.max, summary.p95, summary.p99) == (
+        3,
+        0.2,
+        -0.1,
+        0.3,
+        0.3,
+        0.3,
+    )
     assert summarize([]) is None
 
 
@@ -76,7 +84,9 @@ def _results() -> Results:
         },
         config={"mode": "quick", "runs": 3, "import_runs": 3, "spacing": 1.0, "sweep_interval": 5.0},
         request_latency=RequestLatency(0.05, summary, summary, summary, summary, [0.1, 0.2, 0.3]),
-        workflow_revocation=WorkflowRevocation(0.1, summary, summary, summary, summary, summary, 0, 0, [0.1, 0.2, 0.3]),
+        workflow_revocation=WorkflowRevocation(
+            0.1, summary, summary, summary, summary, summary, summary, 0, 0, [0.1, 0.2, 0.3]
+        ),
         sweeper_revocation=SweeperRevocation(5.0, summary, summary, summary, 4, 1, 0, [0.1, 0.2, 0.3]),
         api_calls=ApiCalls([Window("submission", {("iam", "GetRole"): 1}, [phase])]),
         imports=[

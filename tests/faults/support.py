@@ -26,15 +26,26 @@ from tests.support.template import PROJECT_ROOT
 
 ROLES = ("orders-service", "reporting-job")
 GRANT_MINUTES = 10
-RULES = "\n".join(
-    f"""
+RULES = (
+    "\n".join(
+        f"""
 @id("faults-{role}")
 @outcome("auto")
 @max_minutes("15")
 permit (principal == Role::"{role}", action == Action::"connect", resource in Database::"orders-prod")
 when {{ resource.name == "app_rw" }};
 """
-    for role in ROLES
+        for role in ROLES
+    )
+    + """
+@id("faults-approval")
+@outcome("approval")
+@approver_group("db-owners")
+@approvals("1")
+@max_minutes("15")
+permit (principal == Role::"orders-service", action == Action::"connect", resource in Database::"orders-prod")
+when { resource.name == "app_ro" };
+"""
 )
 LIVE = (RequestStatus.GRANTING, RequestStatus.ACTIVE)
 OVER = (RequestStatus.REVOKED, RequestStatus.FAILED, RequestStatus.DENIED)
@@ -48,8 +59,30 @@ def policy_engine() -> PolicyEngine:
     return PolicyEngine.from_directory(directory)
 
 
-def allowed_request(estate: Estate, role_name: str = "orders-service", deps: Any = None) -> str:
-    """A submitted and allowed (not yet issued) request of ``role_name`` for 10 minutes."""
+def allowed_request(
+    estate: Estate, role_name: str = "orders-service", deps: Any = None, reason: str = "fault test"
+) -> str:
+    """A submitted and allowed (not yet issued) request of ``role_name`` for 10 minutes.
+
+    The same caller and reason is the same submission (idempotent): a second request needs another reason.
+    """
+    return decided_request(estate, Outcome.ALLOW, role_name=role_name, deps=deps, reason=reason)
+
+
+def approval_request(estate: Estate) -> str:
+    """A submitted request of orders-service (as app_ro) that policy allows after one approval from db-owners."""
+    return decided_request(estate, Outcome.NEEDS_APPROVAL, db_user="app_ro")
+
+
+def decided_request(
+    estate: Estate,
+    outcome: Outcome,
+    *,
+    role_name: str = "orders-service",
+    db_user: str = "app_rw",
+    deps: Any = None,
+    reason: str = "fault test",
+) -> str:
     deps = deps or estate.deps
     signed = Caller(
         principal_arn=f"arn:aws:sts::{ACCOUNT_ID}:assumed-role/{role_name}/task-1",
@@ -61,9 +94,9 @@ def allowed_request(estate: Estate, role_name: str = "orders-service", deps: Any
     caller = resolve_caller(
         signed, deps.iam, account_id=ACCOUNT_ID, admins=frozenset(), opt_in_tag_key="accessctl-grantable"
     )
-    body = {"database": "orders-prod", "db_user": "app_rw", "duration_minutes": GRANT_MINUTES, "reason": "fault test"}
+    body = {"database": "orders-prod", "db_user": db_user, "duration_minutes": GRANT_MINUTES, "reason": reason}
     answer = submit_request(AccessRequestSubmission.model_validate(body), caller, deps)
-    assert evaluate_request(answer.request_id, policy_engine(), deps).outcome == Outcome.ALLOW
+    assert evaluate_request(answer.request_id, policy_engine(), deps).outcome == outcome
     return answer.request_id
 
 

@@ -1,6 +1,6 @@
 """Faults on the local stack: template.yaml deployed into the emulator, the real ASL executing, the
 real handlers running in-process. IAM throttles issuing or revoking, and the issue step runs past
-its Lambda Timeout; the workflow's own Retry/Catch must leave every grant with one consistent
+its Lambda Timeout (once, and on every attempt); the workflow's own Retry/Catch must leave every grant with one consistent
 record, and after one sweep no grant outlives its expiry (``check_estate``, the in-process faults'
 invariant, over the whole estate).
 
@@ -12,6 +12,7 @@ fails or what the ASL does about it. Nothing here asserts on timing.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterator
 from datetime import timedelta
@@ -29,6 +30,7 @@ from accessctl_local.estate import Workload, attached_policies, audit_trail, gra
 from tests.conftest import Estate
 from tests.faults.support import check_estate
 from tests.support.stacks import demo_stack
+from tests.support.template import PROJECT_ROOT
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -92,6 +94,11 @@ def request(orders: Workload, key: str) -> str:
     return orders.client.submit(
         database="orders-demo", db_user="app_rw", duration_minutes=1, reason="fault test", idempotency_key=key
     ).request_id
+
+
+def policy_arn_of(stack: LocalStack, request_id: str) -> str:
+    account = stack.resources["AccessRequestStateMachine"].split(":")[4]
+    return f"arn:aws:iam::{account}:policy{GRANTS_PATH}accessctl-grant-{request_id}"
 
 
 def execution_arn(stack: LocalStack, request_id: str) -> str:
@@ -222,34 +229,73 @@ def issue_grant_times_out_after_2s(stack: LocalStack) -> Iterator[None]:
     lambda_client.update_function_configuration(FunctionName=name, Timeout=TEMPLATE_TIMEOUT_SECONDS)
 
 
-def test_given_issue_grant_times_out_after_attaching_when_the_asl_catches_it_then_compensated_and_nothing_left(
-    stack: LocalStack, orders: Workload, monkeypatch: pytest.MonkeyPatch, issue_grant_times_out_after_2s: None
-) -> None:
-    # Given AttachRolePolicy takes effect at once but answers only after IssueGrant's 2 s Timeout
+def issue_timeout_retries() -> int:
+    """How often the ASL runs IssueGrant again after its function timed out (its Sandbox.Timedout retrier)."""
+    states = json.loads((PROJECT_ROOT / "statemachine" / "access_request.asl.json").read_text(encoding="utf-8"))
+    (retrier,) = [r for r in states["States"]["IssueGrant"]["Retry"] if "Sandbox.Timedout" in r["ErrorEquals"]]
+    return int(retrier["MaxAttempts"])
+
+
+def slow_attach(monkeypatch: pytest.MonkeyPatch, slow_calls: int | None) -> list[str]:
+    """AttachRolePolicy takes effect at once but answers only after IssueGrant's 2 s Timeout
+    (the first ``slow_calls`` times; None: always). Returns the policies attached, one per call."""
     original_attach = IAMBackend.attach_role_policy
     attached: list[str] = []
 
-    def slow_attach(self: IAMBackend, policy_arn: str, role_name: str) -> None:
+    def attach_then_wait(self: IAMBackend, policy_arn: str, role_name: str) -> None:
         original_attach(self, policy_arn, role_name)
         attached.append(policy_arn)
-        time.sleep(3)
+        if slow_calls is None or len(attached) <= slow_calls:
+            time.sleep(3)
 
-    monkeypatch.setattr(IAMBackend, "attach_role_policy", slow_attach)
+    monkeypatch.setattr(IAMBackend, "attach_role_policy", attach_then_wait)
+    return attached
+
+
+def test_given_issue_grant_times_out_once_after_attaching_when_the_asl_retries_then_one_grant_revoked_at_expiry(
+    stack: LocalStack, orders: Workload, monkeypatch: pytest.MonkeyPatch, issue_grant_times_out_after_2s: None
+) -> None:
+    # Given the first AttachRolePolicy takes effect but answers only after IssueGrant's Timeout
+    attached = slow_attach(monkeypatch, slow_calls=1)
+    seen_policies: set[str] = set()
+    watch = _watch_policies(stack, seen_policies)
+
+    # When a request runs through the real workflow until its grant expires
+    request_id = request(orders, key="issue-timeout-once")
+    execution = finished(stack, request_id)
+    watch()
+
+    # Then Lambda reported Sandbox.Timedout, IssueGrant's Retry ran it again, and the retry found
+    # the policy the timed-out run had made and attached: one grant, live once, revoked at expiry
+    assert execution["status"] == "SUCCEEDED", execution
+    assert failed_tasks(stack, request_id) == [("IssueGrant", "Sandbox.Timedout")]
+    assert set(attached) == {policy_arn_of(stack, request_id)}
+    assert seen_policies == {f"accessctl-grant-{request_id}"}  # never a second policy
+    issued_once_and_revoked_at_expiry(stack, orders, request_id)
+    assert sweep_then_check_estate(stack)["revoked"] == []
+
+
+def test_given_issue_grant_times_out_on_every_attempt_when_the_asl_gives_up_then_compensated_and_nothing_left(
+    stack: LocalStack, orders: Workload, monkeypatch: pytest.MonkeyPatch, issue_grant_times_out_after_2s: None
+) -> None:
+    # Given every AttachRolePolicy takes effect but answers only after IssueGrant's Timeout
+    attached = slow_attach(monkeypatch, slow_calls=None)
 
     # When a request runs through the real workflow
     request_id = request(orders, key="issue-timeout")
     execution = finished(stack, request_id)
 
-    # Then Lambda reported Sandbox.Timedout, which IssueGrant's Retry does not match: Catch ran the
-    # compensation, which removed the policy the timed-out invocation had attached
+    # Then each attempt timed out (Sandbox.Timedout, retried as often as the ASL says), then Catch
+    # ran the compensation, which removed the policy the timed-out invocations had attached
+    attempts = 1 + issue_timeout_retries()
     assert execution["status"] == "FAILED", execution
-    assert failed_tasks(stack, request_id) == [("IssueGrant", "Sandbox.Timedout")]
-    assert len(attached) == 1  # the side effect before the timeout happened, and stayed until compensated
+    assert failed_tasks(stack, request_id) == [("IssueGrant", "Sandbox.Timedout")] * attempts
+    assert attached == [policy_arn_of(stack, request_id)] * attempts  # each attempt got as far as the attach
     view = orders.client.get_request(request_id)
     assert view.status == "FAILED"
     assert "Sandbox.Timedout" in (view.raw.get("failure") or "")
     events = events_of(stack, request_id)
-    assert "GRANT_ISSUED" not in events  # the timed-out invocation never got past the attach
+    assert "GRANT_ISSUED" not in events  # no timed-out invocation got past the attach
     assert events.count("GRANT_COMPENSATED") == 1 and events[-1] == "REQUEST_FAILED"
     assert attached_policies(stack, "orders-service") == []
     # and one sweep after expiry finds nothing left to revoke; the estate is consistent

@@ -191,6 +191,57 @@ def test_given_attach_fails_after_create_when_compensated_then_no_policy_is_left
     assert estate.deps.grants.get(answer.request_id).status == RequestStatus.FAILED
 
 
+class RecordWatcher:
+    """A grants table that keeps the item as it stands after every write (what a reader could see)."""
+
+    def __init__(self, table: Any) -> None:
+        self._table = table
+        self.seen: list[dict[str, Any]] = []
+
+    def update_item(self, **kwargs: Any) -> Any:
+        answer = self._table.update_item(**kwargs)
+        self.seen.append(self._table.get_item(Key=kwargs["Key"], ConsistentRead=True)["Item"])
+        return answer
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._table, name)
+
+
+def test_given_attach_fails_when_compensated_with_the_step_error_then_failed_and_why_are_written_together(
+    estate: Estate, orders: dict[str, Any]
+) -> None:
+    from dataclasses import replace
+
+    from accessctl.store import GrantsStore
+
+    # Given a grant whose attach failed after its policy was created
+    answer = submit_request(submission(), caller_for(estate, "orders-service"), estate.deps)
+    evaluate_request(answer.request_id, policy_engine(), estate.deps)
+    with pytest.raises(RuntimeError):
+        issue_grant(answer.request_id, replace(estate.deps, iam=FailingAttach(estate.deps.iam)))
+    watcher = RecordWatcher(estate.session.resource("dynamodb").Table(estate.deps.settings.grants_table))
+    watched = replace(estate.deps, grants=GrantsStore(watcher))
+
+    # When the workflow compensates it, passing on the step's error
+    revoke_grant(
+        answer.request_id,
+        RevokeReason.COMPENSATION,
+        "workflow",
+        watched,
+        failure="RuntimeError: injected: attach failed after the policy was created",
+    )
+
+    # Then no reader ever sees the request FAILED without its reason
+    assert estate.grant_policies() == []
+    failed = [item for item in watcher.seen if item["status"] == RequestStatus.FAILED.value]
+    assert failed, watcher.seen
+    assert all("attach failed" in item.get("failure", "") for item in failed)
+    assert all("active_shard" not in item for item in failed)
+    record = estate.deps.grants.get(answer.request_id)
+    assert record.status == RequestStatus.FAILED
+    assert record.failure == "RuntimeError: injected: attach failed after the policy was created"
+
+
 def test_given_a_grant_past_expiry_when_the_sweeper_runs_then_it_is_revoked(
     estate: Estate, orders: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:

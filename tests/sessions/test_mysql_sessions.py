@@ -70,7 +70,7 @@ def test_given_open_sessions_when_terminated_over_verified_tls_then_exactly_the_
 def test_given_a_mysql_family_engine_when_terminated_over_the_local_socket_then_the_sessions_end(
     mariadb: MariaDBServer, mysql_sessions: OpenSessions, engine: str
 ) -> None:
-    outcome = terminate_sessions(target(engine), DB_USER, credentials=admin(), unix_socket=mariadb.socket)
+    outcome = terminate_sessions(target(engine), DB_USER, credentials=admin(), plaintext_test_socket=mariadb.socket)
 
     assert (outcome.status, outcome.engine, outcome.terminated) == ("TERMINATED", engine, 3)
     assert mariadb.session_ids(DB_USER) == set()
@@ -78,7 +78,7 @@ def test_given_a_mysql_family_engine_when_terminated_over_the_local_socket_then_
 
 
 def test_given_no_open_session_when_terminated_then_none_is_counted(mariadb: MariaDBServer) -> None:
-    outcome = terminate_sessions(target(), "nobody_here", credentials=admin(), unix_socket=mariadb.socket)
+    outcome = terminate_sessions(target(), "nobody_here", credentials=admin(), plaintext_test_socket=mariadb.socket)
 
     assert (outcome.status, outcome.terminated) == ("TERMINATED", 0)
 
@@ -105,7 +105,9 @@ def test_given_the_server_certificate_is_not_trusted_when_terminating_then_faile
 def test_given_an_admin_short_of_a_privilege_when_terminating_then_failed_with_the_reason_not_zero_ended(
     mariadb: MariaDBServer, mysql_sessions: OpenSessions, username: str, expected: str
 ) -> None:
-    outcome = terminate_sessions(target(), DB_USER, credentials=admin(username=username), unix_socket=mariadb.socket)
+    outcome = terminate_sessions(
+        target(), DB_USER, credentials=admin(username=username), plaintext_test_socket=mariadb.socket
+    )
 
     assert outcome.status == "FAILED"
     assert outcome.reason is not None and expected in outcome.reason

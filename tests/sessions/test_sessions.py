@@ -8,6 +8,8 @@ import socket
 import ssl
 from typing import Any
 
+import pg8000.exceptions
+import pg8000.native
 import pytest
 from aws_lambda_powertools.utilities.parameters import SecretsProvider
 
@@ -15,15 +17,26 @@ from accessctl.grants import revoke_grant
 from accessctl.models import AccessRequest, AuditEventType, DatabaseTarget, RequestStatus, RevokeReason
 from accessctl.sessions import (
     CONNECT_TIMEOUT_SECONDS,
+    RDS_CA_BUNDLE,
     AdminCredential,
     AdminEndpoint,
+    SessionSettings,
     SessionTerminator,
     connect_admin,
     terminate_sessions,
 )
 from tests.conftest import ACCOUNT_ID, REGION, Estate
 from tests.integration.test_grant_lifecycle import after_expiry, granted_request
-from tests.sessions.conftest import ADMIN_PASSWORD, ADMIN_USER, DB_USER, OpenSessions, PostgresServer, is_dead
+from tests.sessions.conftest import (
+    ADMIN_PASSWORD,
+    ADMIN_USER,
+    DB_USER,
+    OpenSessions,
+    PostgresServer,
+    TlsEndpoint,
+    is_dead,
+)
+from tests.sessions.tls_front import TLS_REQUIRED
 
 ADMIN = AdminCredential.model_validate({"username": ADMIN_USER, "password": ADMIN_PASSWORD})
 
@@ -55,7 +68,7 @@ def closed_loopback_port() -> int:
 def test_given_open_sessions_when_terminated_then_exactly_the_db_users_sessions_end(
     postgres: PostgresServer, open_sessions: OpenSessions
 ) -> None:
-    outcome = terminate_sessions(target(), DB_USER, credentials=ADMIN, unix_socket=postgres.socket)
+    outcome = terminate_sessions(target(), DB_USER, credentials=ADMIN, plaintext_test_socket=postgres.socket)
 
     assert outcome.status == "TERMINATED"
     assert outcome.terminated == 3
@@ -65,7 +78,7 @@ def test_given_open_sessions_when_terminated_then_exactly_the_db_users_sessions_
 
 
 def test_given_no_open_session_when_terminated_then_none_is_counted(postgres: PostgresServer) -> None:
-    outcome = terminate_sessions(target(), "nobody_here", credentials=ADMIN, unix_socket=postgres.socket)
+    outcome = terminate_sessions(target(), "nobody_here", credentials=ADMIN, plaintext_test_socket=postgres.socket)
 
     assert (outcome.status, outcome.terminated) == ("TERMINATED", 0)
 
@@ -76,7 +89,7 @@ def test_given_a_wrong_admin_password_when_terminated_then_a_failure_is_returned
     # The embedded server trusts local connections; an unknown admin user fails the same way.
     unknown = AdminCredential.model_validate({"username": "no_such_admin", "password": "x"})
 
-    outcome = terminate_sessions(target(), DB_USER, credentials=unknown, unix_socket=postgres.socket)
+    outcome = terminate_sessions(target(), DB_USER, credentials=unknown, plaintext_test_socket=postgres.socket)
 
     assert outcome.status == "FAILED"
     assert outcome.reason is not None and "could not connect as no_such_admin" in outcome.reason
@@ -110,11 +123,86 @@ def test_given_an_rds_endpoint_when_connecting_then_tls_is_verified_and_the_time
     assert seen["unix_sock"] is None and seen["host"] == "orders.abc.rds.amazonaws.com"
 
 
-def test_given_a_remote_host_when_tls_is_turned_off_then_the_endpoint_is_refused() -> None:
-    with pytest.raises(ValueError, match="only allowed to a loopback address or a Unix socket"):
-        AdminEndpoint(
-            family="postgresql", host="db.example.com", port=5432, dbname=None, username="a", password="p", tls=False
+def test_given_the_plain_test_socket_when_connecting_then_pg8000_is_told_no_tls_rather_than_unverified_tls(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # pg8000 takes ssl_context=None as "TLS if the server offers it, certificate unchecked"
+    seen: dict[str, Any] = {}
+    monkeypatch.setattr("pg8000.dbapi.connect", lambda **kwargs: seen.update(kwargs))
+    endpoint = AdminEndpoint(
+        family="postgresql",
+        host="localhost",
+        port=5432,
+        dbname=None,
+        username="a",
+        password="p",
+        tls=False,
+        unix_socket="/tmp/.s.PGSQL.5432",
+    )
+
+    connect_admin(endpoint)
+
+    assert seen["ssl_context"] is False and seen["unix_sock"] == "/tmp/.s.PGSQL.5432"
+
+
+@pytest.mark.parametrize("host", ["db.example.com", "127.0.0.1", "localhost"])
+def test_given_a_tcp_endpoint_when_tls_is_turned_off_then_the_endpoint_is_refused(host: str) -> None:
+    with pytest.raises(ValueError, match="only allowed over a local Unix socket"):
+        AdminEndpoint(family="postgresql", host=host, port=5432, dbname=None, username="a", password="p", tls=False)
+
+
+# ------------------------------------------------------------------ TLS verified against a real server
+
+
+def tls_target(endpoint: TlsEndpoint) -> DatabaseTarget:
+    """The database as RDS would describe it, its endpoint the TLS endpoint's loopback port."""
+    return target().model_copy(update={"host": endpoint.host, "port": endpoint.port})
+
+
+def test_given_a_server_certificate_from_the_ca_bundle_when_terminated_then_over_verified_tls_the_sessions_end(
+    postgres: PostgresServer, postgres_tls: TlsEndpoint, open_sessions: OpenSessions
+) -> None:
+    # Given an endpoint that takes clients only over TLS (a plain start is refused)
+    with pytest.raises(pg8000.exceptions.DatabaseError, match=TLS_REQUIRED):
+        pg8000.native.Connection(
+            ADMIN_USER, password=ADMIN_PASSWORD, host=postgres_tls.host, port=postgres_tls.port, ssl_context=False
         )
+
+    # When the terminator connects with the CA that signed the endpoint's certificate as its bundle
+    outcome = terminate_sessions(tls_target(postgres_tls), DB_USER, credentials=ADMIN, ca_bundle=postgres_tls.ca_bundle)
+
+    # Then the db user's sessions, and only those, ended
+    assert (outcome.status, outcome.terminated, outcome.reason) == ("TERMINATED", 3, None)
+    assert all(is_dead(connection) for connection in open_sessions.granted)
+    assert postgres.session_pids(DB_USER) == set()
+    assert not any(is_dead(connection) for connection in open_sessions.others)
+
+
+@pytest.mark.parametrize("bundle", ["another CA", "the shipped RDS bundle"])
+def test_given_a_server_certificate_not_from_the_ca_bundle_when_terminating_then_failed_closed_and_sessions_go_on(
+    postgres: PostgresServer, postgres_tls: TlsEndpoint, open_sessions: OpenSessions, bundle: str
+) -> None:
+    # Given a bundle that did not sign the endpoint's certificate (no bundle given: the RDS bundle)
+    ca_bundle = postgres_tls.other_ca_bundle if bundle == "another CA" else None
+
+    # When the terminator connects
+    outcome = terminate_sessions(tls_target(postgres_tls), DB_USER, credentials=ADMIN, ca_bundle=ca_bundle)
+
+    # Then it refuses the server, says why, and never falls back to an unverified connection
+    assert outcome.status == "FAILED"
+    assert "CERTIFICATE_VERIFY_FAILED" in (outcome.reason or "")
+    assert not any(is_dead(connection) for connection in open_sessions.granted)
+    assert len(postgres.session_pids(DB_USER)) == 3
+
+
+def test_given_no_bundle_configured_then_the_rds_bundle_shipped_in_the_layer_is_the_one_trusted() -> None:
+    assert SessionSettings().session_admin_ca_bundle == str(RDS_CA_BUNDLE)
+    assert SessionSettings.model_validate({"session_admin_ca_bundle": ""}).session_admin_ca_bundle == str(RDS_CA_BUNDLE)
+    assert RDS_CA_BUNDLE.parent.name == "accessctl" and RDS_CA_BUNDLE.is_file()  # in the layer's package
+    context = AdminEndpoint(
+        family="postgresql", host="orders.abc.rds.amazonaws.com", port=5432, dbname=None, username="a", password="p"
+    ).ssl_context()
+    assert context is not None and context.cert_store_stats()["x509_ca"] > 0
 
 
 # ------------------------------------------------------------------ MySQL / MariaDB: statements (a recording connection)
@@ -214,7 +302,10 @@ def test_given_a_granted_request_with_open_sessions_when_revoked_then_policy_and
 ) -> None:
     request_id = granted_request(estate)
     terminator = SessionTerminator(
-        rds=estate.deps.rds, secrets=admin_secret(estate), grants=estate.deps.grants, unix_socket=postgres.socket
+        rds=estate.deps.rds,
+        secrets=admin_secret(estate),
+        grants=estate.deps.grants,
+        plaintext_test_socket=postgres.socket,
     )
     after_expiry(monkeypatch)
 
@@ -244,7 +335,9 @@ def test_given_a_database_tagged_not_to_terminate_when_revoked_then_sessions_sta
 ) -> None:
     tag(estate, orders, **{"accessctl:terminate-sessions": "false"})
     request_id = granted_request(estate)
-    terminator = SessionTerminator(rds=estate.deps.rds, secrets=admin_secret(estate), unix_socket=postgres.socket)
+    terminator = SessionTerminator(
+        rds=estate.deps.rds, secrets=admin_secret(estate), plaintext_test_socket=postgres.socket
+    )
     after_expiry(monkeypatch)
 
     revoke_with(estate, request_id, terminator)

@@ -250,6 +250,8 @@ def open_approval(request_id: str, task_token: str, deps: ApprovalDeps, channel:
         refs = channel.ask(request, approval)
         _store(deps).set_messages(request_id, refs)
         approval = approval.model_copy(update={"messages": refs})
+    if deps.audit.recorded(request_id, AuditEventType.APPROVAL_REQUESTED):
+        return approval  # a retried step (with a new token): asked and recorded by the earlier run
     deps.audit.append(
         AuditEventType.APPROVAL_REQUESTED,
         subject=request_id,
@@ -375,16 +377,18 @@ def expire_approval(request_id: str, deps: ApprovalDeps, channel: ApprovalChanne
     approval = store.find(request_id)  # None: the approval step failed before storing anything
     request: AccessRequest = deps.grants.get(request_id)
     deps.grants.record_status(request_id, RequestStatus.EXPIRED)
-    deps.audit.append(
-        AuditEventType.REQUEST_EXPIRED,
-        subject=request_id,
-        actor="workflow",
-        request=request,
-        outcome="EXPIRED",
-        reason="the required approvals did not arrive before the deadline; nothing was granted",
-        details={"approvals": [vote.model_dump() for vote in approval.votes] if approval else []},
-    )
-    metrics.add_metric(name="ApprovalsExpired", unit="Count", value=1)
+    if not deps.audit.recorded(request_id, AuditEventType.REQUEST_EXPIRED):  # once, also when the step is retried
+        deps.audit.append(
+            AuditEventType.REQUEST_EXPIRED,
+            subject=request_id,
+            actor="workflow",
+            request=request,
+            outcome="EXPIRED",
+            reason="the required approvals did not arrive before the deadline; nothing was granted",
+            details={"approvals": [vote.model_dump() for vote in approval.votes] if approval else []},
+        )
+        metrics.add_metric(name="ApprovalsExpired", unit="Count", value=1)
+    # Showing the outcome edits the messages in place: done again on a retry, in case that is what failed.
     if channel is not None and approval is not None and approval.status == ApprovalStatus.EXPIRED:
         channel.show_decision(request, approval)
 

@@ -286,6 +286,10 @@ class AuditLog:
             event = event.model_copy(update={name: chained[name] for name in names if name in chained})
         return event
 
+    def recorded(self, subject: str, *event_types: AuditEventType) -> bool:
+        """Whether ``subject`` already has a record of one of ``event_types`` (a retried step writes its own once)."""
+        return any(event.event_type in event_types for event in self.for_subject(subject))
+
     def for_subject(self, subject: str) -> list[AuditEvent]:
         events: list[AuditEvent] = []
         query: dict[str, Any] = {"KeyConditionExpression": Key("subject").eq(subject)}

@@ -37,6 +37,7 @@ from accessctl.grant_policy import (
     check_grant_policy,
     dbuser_arn,
     grant_expiry,
+    grant_policy_problems,
     policy_name_for,
 )
 from accessctl.id_tokens import oidc_settings
@@ -61,7 +62,12 @@ from accessctl.sessions import SessionTermination
 
 
 def evaluate_request(request_id: str, engine: PolicyEngine, deps: Dependencies) -> Decision:
+    """Decide a request once. A step run again (an earlier run timed out) answers the decision
+    recorded, since deciding again could differ, and writes only the records that run did not."""
     request = deps.grants.get(request_id)
+    if request.decision is not None:
+        _announce_decision(request, request.decision, deps, retried=True)
+        return request.decision
     target = describe_database(
         deps.rds, request.database, region=deps.region, account_id=deps.account_id, partition=deps.partition
     )
@@ -80,23 +86,35 @@ def evaluate_request(request_id: str, engine: PolicyEngine, deps: Dependencies) 
         default_approval_timeout_minutes=deps.settings.approval_timeout_minutes,
     )
     deps.grants.record_decision(request_id, decision)
-    deps.audit.append(
-        AuditEventType.REQUEST_DECIDED,
-        subject=request_id,
-        actor="workflow",
-        request=request,
-        outcome=decision.outcome.value,
-        reason=decision.reason,
-        details=decision.model_dump(mode="json", exclude={"target", "outcome", "reason", "decided_at"}),
-    )
-    metrics.add_metric(name=f"Decisions{decision.outcome.value.title().replace('_', '')}", unit="Count", value=1)
-    if decision.break_glass and decision.outcome == Outcome.ALLOW:
-        _announce_break_glass(request, decision, deps)
+    _announce_decision(request, decision, deps, retried=False)
     return decision
 
 
+def _announce_decision(request: AccessRequest, decision: Decision, deps: Dependencies, *, retried: bool) -> None:
+    """The decision's audit record (and a break-glass alert); on a retry, only those not yet written."""
+    recorded = {event.event_type for event in deps.audit.for_subject(request.request_id)} if retried else set()
+    if AuditEventType.REQUEST_DECIDED not in recorded:
+        deps.audit.append(
+            AuditEventType.REQUEST_DECIDED,
+            subject=request.request_id,
+            actor="workflow",
+            request=request,
+            outcome=decision.outcome.value,
+            reason=decision.reason,
+            details=decision.model_dump(mode="json", exclude={"target", "outcome", "reason", "decided_at"}),
+        )
+        metrics.add_metric(name=f"Decisions{decision.outcome.value.title().replace('_', '')}", unit="Count", value=1)
+    if decision.break_glass and decision.outcome == Outcome.ALLOW and AuditEventType.BREAK_GLASS_USED not in recorded:
+        _announce_break_glass(request, decision, deps)
+
+
 def _announce_break_glass(request: AccessRequest, decision: Decision, deps: Dependencies) -> None:
-    """Break-glass is allowed, never quiet: a high-severity audit record and notification."""
+    """Break-glass is allowed, never quiet: a high-severity notification and audit record.
+
+    The notification first: a step that stopped between the two sends it again on its retry
+    (the record is what marks it done), rather than never."""
+    if deps.settings.notify_topic_arn:
+        SnsNotifier(deps.sns, deps.settings.notify_topic_arn).send("BREAK_GLASS", request, severity="high")
     deps.audit.append(
         AuditEventType.BREAK_GLASS_USED,
         subject=request.request_id,
@@ -107,8 +125,6 @@ def _announce_break_glass(request: AccessRequest, decision: Decision, deps: Depe
         details={"rule_id": decision.rule_id, "granted_minutes": decision.granted_minutes},
     )
     metrics.add_metric(name="BreakGlassUsed", unit="Count", value=1)
-    if deps.settings.notify_topic_arn:
-        SnsNotifier(deps.sns, deps.settings.notify_topic_arn).send("BREAK_GLASS", request, severity="high")
     logger.warning("break-glass access allowed", extra={"request_id": request.request_id, "rule_id": decision.rule_id})
 
 
@@ -122,6 +138,10 @@ def issue_grant(request_id: str, deps: Dependencies) -> Grant:
     if request.status == RequestStatus.ACTIVE and request.grant is not None:
         # A retried step: the grant is complete, but its audit write may be what failed.
         _audit_issue_once(request, deps)
+        return request.grant
+    if request.status == RequestStatus.EXTENDED and request.grant is not None and request.extends is not None:
+        # A retried step: this request was served by extending another grant; the audit writes may be what failed.
+        _audit_extension_once(request, request.grant, deps)
         return request.grant
     decision = request.decision
     if decision is None or decision.outcome == Outcome.DENY or decision.target is None:
@@ -170,7 +190,7 @@ def approvers_of(request_id: str, deps: Dependencies) -> list[str]:
 
 def _audit_issue_once(request: AccessRequest, deps: Dependencies) -> None:
     assert request.grant is not None
-    if any(event.event_type == AuditEventType.GRANT_ISSUED for event in deps.audit.for_subject(request.request_id)):
+    if deps.audit.recorded(request.request_id, AuditEventType.GRANT_ISSUED):
         return
     _audit_grant_issued(request, request.grant, deps, recorded_on_retry=True)
 
@@ -222,36 +242,68 @@ def extend_grant(existing: AccessRequest, request: AccessRequest, decision: Deci
     The new expiry is recorded first (the index never under-states a live policy), then the
     policy gets a new default version and the old version is deleted, so a grant keeps one
     version (IAM allows five). The original workflow's wait re-targets when it wakes (the revoke
-    step answers EXTENDED with the new expiry).
+    step answers EXTENDED with the new expiry). A step run again after it recorded the extension
+    keeps that expiry (and completes the policy if the earlier run stopped before IAM had it).
     """
     assert existing.grant is not None and decision.granted_minutes is not None
-    wanted = grant_expiry(utc_now(), decision.granted_minutes)
-    expires_at = max(wanted, existing.grant.expires_at)
+    already_extended = request.request_id in existing.grant.extended_by
+    if already_extended:
+        expires_at = existing.grant.expires_at
+    else:
+        expires_at = max(grant_expiry(utc_now(), decision.granted_minutes), existing.grant.expires_at)
+    document = build_grant_policy(existing.grant.resource_arn, expires_at)
     with aws_requests(deps.iam) as iam_calls:
         if expires_at != existing.grant.expires_at:
             deps.grants.record_extension(existing.request_id, expires_at, extended_by=request.request_id)
-            document = build_grant_policy(existing.grant.resource_arn, expires_at)
+            _replace_policy_document(existing.grant.policy_arn, document, deps)
+        elif already_extended and grant_policy_problems(
+            current_policy_document(existing.grant.policy_arn, deps), existing.grant.resource_arn, expires_at
+        ):
             _replace_policy_document(existing.grant.policy_arn, document, deps)
     grant = existing.grant.model_copy(update={"expires_at": expires_at})
     deps.grants.record_extended(request.request_id, grant, extends=existing.request_id)
     for subject in (existing.request_id, request.request_id):
-        deps.audit.append(
-            AuditEventType.GRANT_EXTENDED,
-            subject=subject,
-            actor="workflow",
-            request=request,
-            outcome="EXTENDED",
-            reason=decision.reason,
-            details={
-                "grant_id": existing.request_id,
-                "extended_by": request.request_id,
-                "previous_expires_at": existing.grant.expires_at,
-                "expires_at": expires_at,
-            },
-            aws_requests=iam_calls,
-        )
+        _audit_extension(subject, request, grant, existing.grant.expires_at, deps, iam_calls=iam_calls)
     metrics.add_metric(name="GrantsExtended", unit="Count", value=1)
     return grant
+
+
+def _audit_extension(
+    subject: str,
+    request: AccessRequest,
+    grant: Grant,
+    previous_expires_at: str | None,
+    deps: Dependencies,
+    iam_calls: list[AwsRequest] | None = None,
+    **extra: Any,
+) -> None:
+    deps.audit.append(
+        AuditEventType.GRANT_EXTENDED,
+        subject=subject,
+        actor="workflow",
+        request=request,
+        outcome="EXTENDED",
+        reason=request.decision.reason if request.decision else None,
+        details={
+            "grant_id": grant.grant_id,
+            "extended_by": request.request_id,
+            "previous_expires_at": previous_expires_at,
+            "expires_at": grant.expires_at,
+            **extra,
+        },
+        aws_requests=iam_calls,
+    )
+
+
+def _audit_extension_once(request: AccessRequest, grant: Grant, deps: Dependencies) -> None:
+    """The GRANT_EXTENDED records (on the extended grant and on this request) a stopped step did not write."""
+    for subject in (grant.grant_id, request.request_id):
+        written = any(
+            event.event_type == AuditEventType.GRANT_EXTENDED and event.details.get("extended_by") == request.request_id
+            for event in deps.audit.for_subject(subject)
+        )
+        if not written:
+            _audit_extension(subject, request, grant, None, deps, recorded_on_retry=True)
 
 
 def _replace_policy_document(policy_arn: str, document: dict[str, Any], deps: Dependencies) -> None:
@@ -321,7 +373,6 @@ class Revocation:
 
 
 _FINAL_STATUS = {
-    RevokeReason.COMPENSATION: RequestStatus.FAILED,
     RevokeReason.EXPIRED: RequestStatus.REVOKED,
     RevokeReason.EARLY: RequestStatus.REVOKED,
     RevokeReason.SWEEP: RequestStatus.REVOKED,
@@ -342,13 +393,20 @@ def expiry_warning_at(expires_at: str, lead_minutes: int) -> str | None:
     return to_iso(warn_at) if warn_at > utc_now() else None
 
 
-def revoke_grant(request_id: str, reason: RevokeReason, actor: str, deps: Dependencies) -> Revocation:
-    """Remove a grant's policy from IAM; idempotent. Recorded as revoked only once IAM confirms."""
+def revoke_grant(
+    request_id: str, reason: RevokeReason, actor: str, deps: Dependencies, failure: str | None = None
+) -> Revocation:
+    """Remove a grant's policy from IAM; idempotent. Recorded as revoked only once IAM confirms.
+
+    ``failure``: for COMPENSATION, why the grant step failed (the workflow passes the step's
+    error); it is written with the FAILED status in the same update.
+    """
     request = deps.grants.get(request_id)
-    if request.status in (RequestStatus.REVOKED, RequestStatus.DENIED) or (
-        request.status == RequestStatus.FAILED and request.grant is None
-    ):
-        _audit_revocation_once(request, deps)
+    compensated = request.status == RequestStatus.FAILED and (
+        request.grant is None or request.grant.revoked_at is not None
+    )
+    if request.status in (RequestStatus.REVOKED, RequestStatus.DENIED) or compensated:
+        _audit_revocation_once(request, reason, deps)
         return Revocation(request_id=request_id, status="ALREADY_REVOKED")
     if request.status == RequestStatus.EXTENDED:
         # Holds no policy of its own; the grant it extended is revoked through its own record.
@@ -362,11 +420,19 @@ def revoke_grant(request_id: str, reason: RevokeReason, actor: str, deps: Depend
         detached = remove_policy(policy_arn, deps)
     sessions = _terminate_sessions(request, deps)
     revoked_at = to_iso(utc_now())
-    if request.grant is not None:
-        grant = request.grant.model_copy(update={"revoked_at": revoked_at, "revoke_reason": reason})
+    grant = (
+        request.grant.model_copy(update={"revoked_at": revoked_at, "revoke_reason": reason}) if request.grant else None
+    )
+    if reason == RevokeReason.COMPENSATION:
+        try:
+            deps.grants.record_compensated(request_id, grant, failure)
+        except ConflictError:
+            if deps.grants.get(request_id).status != RequestStatus.REVOKED:
+                raise
+            # Another revoker (the sweeper, an early revoke) recorded and audited it first.
+            return Revocation(request_id=request_id, status="ALREADY_REVOKED", detached_from=detached)
+    elif grant is not None:
         deps.grants.record_revoked(request, grant, final_status=_FINAL_STATUS[reason])
-    elif reason == RevokeReason.COMPENSATION:
-        deps.grants.record_status(request_id, RequestStatus.FAILED)
     deps.audit.append(
         AuditEventType.GRANT_COMPENSATED if reason == RevokeReason.COMPENSATION else AuditEventType.GRANT_REVOKED,
         subject=request_id,
@@ -438,23 +504,27 @@ def remove_policy(policy_arn: str, deps: Dependencies) -> list[str]:
     return detached
 
 
-def _audit_revocation_once(request: AccessRequest, deps: Dependencies) -> None:
-    """A revocation recorded in the table but whose audit write failed gets its record now."""
-    if request.status != RequestStatus.REVOKED or request.grant is None:
+def _audit_revocation_once(request: AccessRequest, reason: RevokeReason, deps: Dependencies) -> None:
+    """A revocation (or compensation) recorded in the table whose audit write failed gets its record now."""
+    revoked = request.status == RequestStatus.REVOKED and request.grant is not None
+    compensated = request.status == RequestStatus.FAILED and reason == RevokeReason.COMPENSATION
+    if not (revoked or compensated):
         return
-    recorded = {AuditEventType.GRANT_REVOKED, AuditEventType.GRANT_COMPENSATED}
-    if any(event.event_type in recorded for event in deps.audit.for_subject(request.request_id)):
+    if deps.audit.recorded(request.request_id, AuditEventType.GRANT_REVOKED, AuditEventType.GRANT_COMPENSATED):
         return
+    grant = request.grant
+    revoke_reason = grant.revoke_reason if grant and grant.revoke_reason else reason
     deps.audit.append(
-        AuditEventType.GRANT_REVOKED,
+        AuditEventType.GRANT_COMPENSATED if compensated else AuditEventType.GRANT_REVOKED,
         subject=request.request_id,
         actor="workflow",
         request=request,
         outcome="REVOKED",
-        reason=request.grant.revoke_reason.value if request.grant.revoke_reason else None,
+        reason=revoke_reason.value,
         details={
-            "policy_arn": request.grant.policy_arn,
-            "revoked_at": request.grant.revoked_at,
+            "policy_arn": grant.policy_arn if grant else policy_arn_for(request.request_id, deps),
+            "expires_at": grant.expires_at if grant else None,
+            "revoked_at": grant.revoked_at if grant else None,
             "recorded_on_retry": True,
         },
     )
@@ -497,14 +567,26 @@ def record_outcome(
     if outcome == "REVOKE_FAILED":
         # The grant stays indexed as active: the sweeper retries; the policy's own condition
         # has already stopped it from authenticating anyone.
+        if deps.audit.recorded(request_id, AuditEventType.REVOKE_FAILED):
+            return  # a retried step whose audit write had succeeded (one workflow reaches this once)
         deps.audit.append(
             AuditEventType.REVOKE_FAILED, subject=request_id, actor="workflow", request=request, reason=detail
         )
         metrics.add_metric(name="RevocationFailures", unit="Count", value=1)
         return
-    deps.grants.record_status(request_id, RequestStatus.FAILED, failure=detail)
+    # The compensation has already written FAILED and why, in one update; a grant the sweeper
+    # revoked meanwhile stays REVOKED.
+    compensated = request.status == RequestStatus.FAILED and request.failure is not None
+    if not compensated and request.status != RequestStatus.REVOKED:
+        deps.grants.record_status(request_id, RequestStatus.FAILED, failure=detail)
+    if deps.audit.recorded(request_id, AuditEventType.REQUEST_FAILED):
+        return  # a retried step whose audit write had succeeded
     deps.audit.append(
-        AuditEventType.REQUEST_FAILED, subject=request_id, actor="workflow", request=request, reason=detail
+        AuditEventType.REQUEST_FAILED,
+        subject=request_id,
+        actor="workflow",
+        request=request,
+        reason=detail or request.failure,
     )
     metrics.add_metric(name="RequestsFailed", unit="Count", value=1)
 

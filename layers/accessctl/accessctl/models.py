@@ -456,9 +456,32 @@ class StepInput(BaseModel):
     request_id: RequestId
 
 
+class StepError(BaseModel):
+    """What a Catch puts at ResultPath: Step Functions' Error and Cause."""
+
+    Error: str = "Unknown"
+    Cause: str | None = None
+
+    def detail(self) -> str:
+        """The error in words for the request record: "<Error>: <message>" (at most 1000 characters)."""
+        cause = self.Cause or ""
+        try:
+            # Lambda errors arrive as a JSON Cause: {"errorMessage": ..., "errorType": ...}
+            parsed = json.loads(cause)
+            cause = parsed.get("errorMessage", cause) if isinstance(parsed, dict) else cause
+        except ValueError:
+            pass
+        return f"{self.Error}: {cause}"[:1000]
+
+
 class RevokeInput(StepInput):
     reason: RevokeReason
     actor: Annotated[str, StringConstraints(min_length=1, max_length=2048)] = "workflow"
+    # For COMPENSATION: the error of the step that failed, recorded with the FAILED status.
+    error: StepError | None = None
+
+    def failure(self) -> str | None:
+        return self.error.detail() if self.error is not None else None
 
 
 NotifyEvent = Literal["GRANTED", "EXTENDED", "DENIED", "REVOKED", "FAILED", "EXPIRED", "EXPIRING"]
@@ -474,25 +497,9 @@ class ApprovalStepInput(StepInput):
     task_token: Annotated[str, StringConstraints(min_length=1, max_length=8192)]
 
 
-class StepError(BaseModel):
-    """What a Catch puts at ResultPath: Step Functions' Error and Cause."""
-
-    Error: str = "Unknown"
-    Cause: str | None = None
-
-
 class OutcomeInput(StepInput):
     outcome: Literal["DENIED", "NEEDS_APPROVAL", "APPROVAL_DENIED", "EXPIRED", "FAILED", "REVOKE_FAILED"]
     error: StepError | None = None
 
     def detail(self) -> str | None:
-        if self.error is None:
-            return None
-        cause = self.error.Cause or ""
-        try:
-            # Lambda errors arrive as a JSON Cause: {"errorMessage": ..., "errorType": ...}
-            parsed = json.loads(cause)
-            cause = parsed.get("errorMessage", cause) if isinstance(parsed, dict) else cause
-        except ValueError:
-            pass
-        return f"{self.error.Error}: {cause}"[:1000]
+        return self.error.detail() if self.error is not None else None

@@ -11,11 +11,11 @@ Nothing here raises to the caller: every outcome, including a failure, is a
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import os
 import re
 import ssl
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
@@ -27,6 +27,9 @@ from accessctl.signals.database import DEFAULT_ENVIRONMENT, ENVIRONMENT_TAG, dat
 TERMINATE_TAG = "accessctl:terminate-sessions"
 DEFAULT_SECRET_PREFIX = "accessctl/session-admin/"
 CONNECT_TIMEOUT_SECONDS = 5
+# The Amazon RDS certificate authorities (AWS's global-bundle.pem), shipped in the layer beside this
+# module (`make rds-ca`, docs/sessions.md): what every admin connection's server certificate must chain to.
+RDS_CA_BUNDLE = Path(__file__).with_name("rds-ca.pem")
 # pg_terminate_backend(pid, timeout) (PostgreSQL 14+) waits for the backend to exit: the count
 # is then of sessions confirmed ended, not of signals sent.
 POSTGRES_WAIT_MILLISECONDS = 5000
@@ -40,7 +43,6 @@ _ENGINE_FAMILIES: dict[str, EngineFamily] = {
     "aurora-mysql": "mysql",
     "aurora": "mysql",  # Aurora MySQL 5.6's engine name
 }
-_LOOPBACK_NAMES = frozenset({"localhost"})
 
 
 class SessionTermination(BaseModel):
@@ -73,7 +75,8 @@ class AdminCredential(BaseModel):
 
 
 class AdminEndpoint(BaseModel):
-    """Where and how to connect. TLS always, except to an explicitly given local Unix socket."""
+    """Where and how to connect. TLS always, verified against ``ca_bundle``; plain only over a local
+    Unix socket that a test's own server listens on (:func:`terminate_sessions`' ``plaintext_test_socket``)."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -85,30 +88,22 @@ class AdminEndpoint(BaseModel):
     password: SecretStr
     tls: bool = True
     unix_socket: str | None = None
-    ca_bundle: str | None = None  # PEM file with the RDS certificate authorities
+    ca_bundle: str = str(RDS_CA_BUNDLE)  # PEM file with the certificate authorities the server's certificate chains to
     connect_timeout: float = CONNECT_TIMEOUT_SECONDS
 
     @model_validator(mode="after")
-    def _plain_only_locally(self) -> AdminEndpoint:
-        if not self.tls and self.unix_socket is None and not _is_loopback(self.host):
-            raise ValueError("a connection without TLS is only allowed to a loopback address or a Unix socket")
+    def _plain_only_over_a_local_socket(self) -> AdminEndpoint:
+        if not self.tls and self.unix_socket is None:
+            raise ValueError("a connection without TLS is only allowed over a local Unix socket (a test's own server)")
         return self
 
     def ssl_context(self) -> ssl.SSLContext | None:
         if not self.tls:
             return None
-        context = ssl.create_default_context(cafile=self.ca_bundle) if self.ca_bundle else ssl.create_default_context()
+        # Only the bundle is trusted, never the system's store; a missing file fails the connection.
+        context = ssl.create_default_context(cafile=self.ca_bundle)
         context.minimum_version = ssl.TLSVersion.TLSv1_2
         return context  # verifies the certificate chain and the host name
-
-
-def _is_loopback(host: str) -> bool:
-    if host in _LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def engine_family(engine: str) -> EngineFamily | None:
@@ -131,7 +126,8 @@ def connect_admin(endpoint: AdminEndpoint) -> Any:
             port=endpoint.port,
             database=endpoint.dbname or "postgres",
             unix_sock=endpoint.unix_socket,
-            ssl_context=endpoint.ssl_context(),
+            # False, not None, for the plain test socket: pg8000 takes None as "TLS if offered, unverified".
+            ssl_context=endpoint.ssl_context() or False,
             timeout=endpoint.connect_timeout,
             application_name="accessctl-revoke",
         )
@@ -177,13 +173,15 @@ def terminate_sessions(
     *,
     credentials: AdminCredential,
     connector: Connector = connect_admin,
-    unix_socket: str | None = None,
+    plaintext_test_socket: str | None = None,
     ca_bundle: str | None = None,
 ) -> SessionTermination:
     """End every session of ``db_user`` on ``target``; never raises.
 
-    ``unix_socket`` connects over that local socket without TLS instead of to the database's
-    endpoint: for a test's embedded server only (deployed code never sets it).
+    Over TLS, with the server's certificate and host name verified against ``ca_bundle`` (default:
+    the RDS bundle shipped in the layer). ``plaintext_test_socket`` is the one way around that: it
+    connects over that local Unix socket without TLS, for a server a test started itself. Nothing in
+    the deployment sets it (no setting or environment variable reaches it).
     """
     family = engine_family(target.engine)
     if family is None:
@@ -192,7 +190,7 @@ def terminate_sessions(
         return SessionTermination.failed(target.engine, "db user is not a plain identifier")
     host = credentials.host or target.host
     port = credentials.port or target.port or (5432 if family == "postgresql" else 3306)
-    if not host and unix_socket is None:
+    if not host and plaintext_test_socket is None:
         return SessionTermination.failed(target.engine, "no endpoint: RDS described none and the secret names none")
     try:
         endpoint = AdminEndpoint(
@@ -202,9 +200,9 @@ def terminate_sessions(
             dbname=credentials.dbname,
             username=credentials.username,
             password=credentials.password,
-            tls=unix_socket is None,
-            unix_socket=unix_socket,
-            ca_bundle=ca_bundle,
+            tls=plaintext_test_socket is None,
+            unix_socket=plaintext_test_socket,
+            ca_bundle=ca_bundle or str(RDS_CA_BUNDLE),
         )
         connection = connector(endpoint)
     except Exception as error:  # reported, never raised: the IAM revocation must not wait on this
@@ -277,12 +275,12 @@ class SessionSettings(BaseModel):
 
     terminate_sessions: bool = True
     session_admin_secret_prefix: str = DEFAULT_SECRET_PREFIX
-    session_admin_ca_bundle: str | None = None
+    session_admin_ca_bundle: str = str(RDS_CA_BUNDLE)
 
     @field_validator("session_admin_ca_bundle", mode="before")
     @classmethod
-    def _empty_is_unset(cls, value: str | None) -> str | None:
-        return value or None
+    def _empty_is_the_shipped_bundle(cls, value: str | None) -> str:
+        return value or str(RDS_CA_BUNDLE)
 
     @classmethod
     def from_environment(cls) -> SessionSettings:
@@ -305,14 +303,14 @@ class SessionTerminator:
         settings: SessionSettings | None = None,
         grants: Any = None,
         connector: Connector = connect_admin,
-        unix_socket: str | None = None,
+        plaintext_test_socket: str | None = None,
     ) -> None:
         self._rds = rds
         self._secrets = secrets  # a Powertools SecretsProvider (or anything with .get(name, transform=...))
         self._settings = settings or SessionSettings()
         self._grants = grants  # a GrantsStore: other live grants of the same db user are left alone
         self._connector = connector
-        self._unix_socket = unix_socket
+        self._plaintext_test_socket = plaintext_test_socket  # tests only: see terminate_sessions
 
     def __call__(self, request: AccessRequest) -> SessionTermination:
         target = request.decision.target if request.decision else None
@@ -349,7 +347,7 @@ class SessionTerminator:
             request.db_user,
             credentials=credentials,
             connector=self._connector,
-            unix_socket=self._unix_socket,
+            plaintext_test_socket=self._plaintext_test_socket,
             ca_bundle=self._settings.session_admin_ca_bundle,
         )
 
@@ -407,6 +405,7 @@ def default_session_terminator(rds: Any, grants: Any) -> SessionTerminator | Non
 
 
 __all__ = [
+    "RDS_CA_BUNDLE",
     "AdminCredential",
     "AdminEndpoint",
     "SessionSettings",

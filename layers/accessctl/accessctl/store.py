@@ -23,6 +23,14 @@ ACTIVE_SHARD = "ACTIVE"
 EXPIRY_INDEX = "ActiveByExpiry"
 ROLE_INDEX = "ByRole"
 DATABASE_INDEX = "ByDatabase"
+# What a request can be when its grant step failed and is compensated (FAILED: a compensation run again).
+COMPENSABLE = (
+    RequestStatus.PENDING,
+    RequestStatus.APPROVED,
+    RequestStatus.GRANTING,
+    RequestStatus.ACTIVE,
+    RequestStatus.FAILED,
+)
 
 
 def update_expression(
@@ -140,6 +148,20 @@ class GrantsStore:
             {"status": final_status.value, "grant": grant.model_dump(mode="json")},
             remove=("active_shard",),
         )
+
+    def record_compensated(self, request_id: str, grant: Grant | None, failure: str | None) -> None:
+        """A failed grant whose policy IAM has confirmed gone: FAILED, why, and out of the expiry index.
+
+        One write, so no reader sees the request FAILED without its reason. Conditional: a request
+        another revoker has already recorded as revoked (or that never reached the grant step) is
+        not rewritten (ConflictError).
+        """
+        values: dict[str, Any] = {"status": RequestStatus.FAILED.value}
+        if grant is not None:
+            values["grant"] = grant.model_dump(mode="json")
+        if failure is not None:
+            values["failure"] = failure
+        self._update(request_id, values, remove=("active_shard",), expected_status=COMPENSABLE)
 
     def record_status(self, request_id: str, status: RequestStatus, failure: str | None = None) -> None:
         values: dict[str, Any] = {"status": status.value}
