@@ -21,8 +21,9 @@ from wait4. On 2 cores the two overlap only as far as the contender makes concur
 
 The emulator: moto's TransactWriteItems deep-copies the whole table once per action (for rollback),
 so one 50-record audit batch (100 actions) copies the audit table 100 times, seconds per call and
-growing with the table; AWS has no such cost. This bench copies each table once per transaction
-(same rollback, see ``copy_tables_once_per_transaction``); ``--stock-emulator`` measures without.
+growing with the table; AWS has no such cost. The local stack (and so this bench) replaces that with
+an undo log of just the items a transaction touches (same outcome, see ``accessctl_local.moto_patches``);
+``--stock-emulator`` measures moto as released.
 
     .venv/bin/python bench/remediation_bench.py [--groups 1000] [--warm 30] [--stock-emulator]
 
@@ -321,50 +322,10 @@ def child_environment(stack: Any, rule_modes: dict[str, str]) -> dict[str, str]:
     return env
 
 
-def copy_tables_once_per_transaction() -> None:
-    """moto's TransactWriteItems deep-copies the table of every action before applying any (its
-    rollback state): the same unmodified table, once per action. Copy it once per transaction and
-    hand the same copy to the other actions; rollback is unchanged."""
-    import copy
-    import threading
-
-    from moto.dynamodb import models
-    from moto.dynamodb.models.table import Table
-
-    state = threading.local()
-
-    class _OncePerTransaction:
-        def __getattr__(self, name: str) -> Any:
-            return getattr(copy, name)
-
-        @staticmethod
-        def deepcopy(value: Any, memo: Any = None) -> Any:
-            copies = getattr(state, "copies", None)
-            if copies is None or not isinstance(value, Table):
-                return copy.deepcopy(value, memo)
-            if id(value) not in copies:
-                copies[id(value)] = copy.deepcopy(value, memo)
-            return copies[id(value)]
-
-    original = models.DynamoDBBackend.transact_write_items
-
-    def transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> None:
-        state.copies = {}
-        try:
-            original(self, transact_items)
-        finally:
-            state.copies = None
-
-    models.copy = _OncePerTransaction()  # type: ignore[assignment]
-    models.DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
-
-
 def run_all(args: argparse.Namespace) -> dict[str, Any]:
     sys.path[:0] = [str(ROOT / "layers" / "accessctl")]
-    if not args.stock_emulator:
-        copy_tables_once_per_transaction()
     from accessctl.remediation.rules import RULES, SG_OPEN_INGRESS
-    from accessctl_local import LocalStack
+    from accessctl_local import LocalStack, moto_patches
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     only_ingress = {rule.id: "off" for rule in RULES if rule.id != SG_OPEN_INGRESS}
@@ -374,6 +335,8 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
         LocalStack.start(project_root=ROOT, run_schedules=False, parameter_overrides={"LogLevel": "WARNING"}) as stack,
     ):
         scratch = Path(scratch_dir)
+        if args.stock_emulator:
+            moto_patches.uninstall_transaction_undo_log()
         group_ids, opened = build_estate(stack, args.groups)
         policy = scratch / "policy.yml"
         policy.write_text(CUSTODIAN_POLICY)
@@ -424,7 +387,7 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
         results["event"] = json.loads(out.read_text())
         results["estate_open"] = len(opened)
         results["custodian_version"] = _custodian_version(custodian)
-        results["emulator"] = "stock moto" if args.stock_emulator else "moto, tables copied once per transaction"
+        results["emulator"] = "stock moto" if args.stock_emulator else "moto, transactions with an undo log"
     return results
 
 
@@ -505,7 +468,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--stock-emulator",
         action="store_true",
-        help="moto as released (TransactWriteItems copies the table per action)",
+        help="moto as released (TransactWriteItems copies every table it touches, per action)",
     )
     parser.add_argument("--child-scan", metavar="OUT", help=argparse.SUPPRESS)
     parser.add_argument(
