@@ -159,3 +159,64 @@ def test_given_a_remediation_batch_when_written_then_its_records_are_in_the_chai
     assert sorted(record.sequence or 0 for record in records) == list(range(1, 61))
     report = verify(estate.deps.audit.table, records[0].at, records[-1].at)
     assert report.ok and report.records == 60
+
+
+def test_given_a_batch_of_many_chunks_when_written_then_each_stream_head_is_read_once(estate: Estate) -> None:
+    from accessctl.audit import AuditLog, verify
+    from accessctl.models import AuditEventType
+    from accessctl.remediation.audit_table import AuditTable
+
+    # Given 120 records of one subject (one stream): three transactions
+    dynamodb = estate.session.client("dynamodb")
+    reads: list[str] = []
+    dynamodb.meta.events.register("before-call.dynamodb.Query", lambda **_: reads.append("Query"))
+    table = AuditTable(dynamodb, "audit")
+    log = AuditLog(table)
+    # When they are written as one batch
+    with table.batched():
+        for n in range(120):
+            log.append(
+                AuditEventType.REMEDIATION_APPLIED, subject="security-group/sg-1", actor="remediator", details={"n": n}
+            )
+
+    # Then the stream's head was read once, not once per transaction, and the chain holds
+    assert reads == ["Query"]
+    records = estate.deps.audit.for_subject("security-group/sg-1")
+    assert sorted(record.sequence or 0 for record in records) == list(range(1, 121))
+    assert verify(estate.deps.audit.table, records[0].at, records[-1].at).ok
+
+
+def test_given_another_writer_between_two_chunks_when_appending_then_the_batch_rereads_and_chains_after_it(
+    estate: Estate,
+) -> None:
+    from accessctl.audit import AuditLog, verify
+    from accessctl.models import AuditEventType
+    from accessctl.remediation.audit_table import AuditTable
+
+    # Given a batch of 100 records in one stream, and another writer that appends one record to the
+    # same stream right after the batch's first transaction commits
+    dynamodb = estate.session.client("dynamodb")
+    other = AuditLog(AuditTable(estate.session.client("dynamodb"), "audit"))
+    interleaved: list[Any] = []
+
+    def other_writer(**_: Any) -> None:
+        if not interleaved:
+            interleaved.append(
+                other.append(AuditEventType.REMEDIATION_FINDING, subject="security-group/sg-1", actor="someone-else")
+            )
+
+    dynamodb.meta.events.register("after-call.dynamodb.TransactWriteItems", other_writer)
+    table = AuditTable(dynamodb, "audit")
+    log = AuditLog(table)
+    # When the batch is written
+    with table.batched():
+        for n in range(100):
+            log.append(
+                AuditEventType.REMEDIATION_APPLIED, subject="security-group/sg-1", actor="remediator", details={"n": n}
+            )
+
+    # Then every record is in the chain once, the other writer's at sequence 51, and the chain holds
+    records = estate.deps.audit.for_subject("security-group/sg-1")
+    assert sorted(record.sequence or 0 for record in records) == list(range(1, 102))
+    assert interleaved[0].sequence == 51
+    assert verify(estate.deps.audit.table, records[0].at, records[-1].at).ok
