@@ -22,8 +22,10 @@ from wait4. On 2 cores the two overlap only as far as the contender makes concur
 The emulator: moto's TransactWriteItems deep-copies the whole table once per action (for rollback),
 so one 50-record audit batch (100 actions) copies the audit table 100 times, seconds per call and
 growing with the table; AWS has no such cost. The local stack (and so this bench) replaces that with
-an undo log of just the items a transaction touches (same outcome, see ``accessctl_local.moto_patches``);
-``--stock-emulator`` measures moto as released.
+an undo log of just the items a transaction touches (same outcome, see ``accessctl_local.moto_patches``).
+Likewise moto answers every ``Query`` by listing and sorting the whole table (the audit chain's head
+reads grow with its history); the local stack reads the one partition. ``--stock-emulator``
+measures moto as released.
 
     .venv/bin/python bench/remediation_bench.py [--groups 1000] [--warm 30] [--stock-emulator]
 
@@ -337,6 +339,7 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
         scratch = Path(scratch_dir)
         if args.stock_emulator:
             moto_patches.uninstall_transaction_undo_log()
+            moto_patches.uninstall_partition_query()
         group_ids, opened = build_estate(stack, args.groups)
         policy = scratch / "policy.yml"
         policy.write_text(CUSTODIAN_POLICY)
@@ -387,7 +390,9 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
         results["event"] = json.loads(out.read_text())
         results["estate_open"] = len(opened)
         results["custodian_version"] = _custodian_version(custodian)
-        results["emulator"] = "stock moto" if args.stock_emulator else "moto, transactions with an undo log"
+        results["emulator"] = (
+            "stock moto" if args.stock_emulator else "moto, transactions with an undo log, queries of one partition"
+        )
     return results
 
 
@@ -468,7 +473,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--stock-emulator",
         action="store_true",
-        help="moto as released (TransactWriteItems copies every table it touches, per action)",
+        help="moto as released (TransactWriteItems copies every table it touches, per action; Query lists the whole table)",
     )
     parser.add_argument("--child-scan", metavar="OUT", help=argparse.SUPPRESS)
     parser.add_argument(

@@ -28,8 +28,10 @@ TRUST_POLICY = json.dumps(
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    # The emulator as the local stack runs it: TransactWriteItems undoes only what it touched.
+    # The emulator as the local stack runs it: TransactWriteItems undoes only what it touched, and a
+    # Query on a table's key reads that partition only.
     moto_patches.install_transaction_undo_log()
+    moto_patches.install_partition_query()
 
 
 @pytest.fixture

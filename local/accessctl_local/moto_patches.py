@@ -25,12 +25,20 @@ Tested against moto 5.2.5 (``TESTED_MOTO_VERSION``). What is patched, and why:
   moto's semantics, so it stays installed once installed (``install`` applies it; tests that use
   ``mock_aws`` apply it with ``install_transaction_undo_log``); ``uninstall_transaction_undo_log``
   puts moto's own back, to measure or compare with it.
+* ``Table.query`` on a table's own key: moto builds and sorts a list of every item of the table,
+  then keeps the partition asked for, so each ``Query`` costs the whole table (the audit table's
+  head reads grow with its history; AWS reads the one partition). While such a query runs, the
+  table's ``all_items`` answers with the partition alone (moto then filters and sorts it as before:
+  same items, same order, same pages). Index queries are left as they are.
+  ``install_partition_query``/``uninstall_partition_query`` as for the undo log.
 """
 
 from __future__ import annotations
 
 import collections
+import contextvars
 import copy
+import inspect
 import json
 import logging
 import secrets
@@ -117,6 +125,7 @@ class _PatchState:
         self.background: set[threading.Thread] = set()
         self.originals: dict[str, Any] = {}
         self.moto_transact_write_items: Callable[..., None] | None = None
+        self.moto_query: tuple[Callable[..., Any], Callable[..., Any]] | None = None  # query, all_items
 
 
 _state = _PatchState()
@@ -133,6 +142,7 @@ def install(invoker: LambdaInvoker) -> None:
             log.warning("accessctl_local was tested with moto %s, found %s", TESTED_MOTO_VERSION, moto.__version__)
         _state.invoker = invoker
         _install_transaction_undo_log()
+        _install_partition_query()
         if _state.installed:
             return
         _state.originals = {
@@ -185,6 +195,66 @@ def uninstall_transaction_undo_log() -> None:
         if _state.moto_transact_write_items is not None:
             DynamoDBBackend.transact_write_items = _state.moto_transact_write_items  # type: ignore[method-assign]
             _state.moto_transact_write_items = None
+
+
+def install_partition_query() -> None:
+    """Make a ``Query`` on a table's own key read that partition only (idempotent)."""
+    with _state.lock:
+        _install_partition_query()
+
+
+def uninstall_partition_query() -> None:
+    """Put moto's own ``Table.query`` back (it lists and sorts the whole table for every query)."""
+    with _state.lock:
+        if _state.moto_query is not None:
+            Table.query, Table.all_items = _state.moto_query  # type: ignore[method-assign]
+            _state.moto_query = None
+
+
+def _install_partition_query() -> None:
+    if _state.moto_query is not None:
+        return
+    if moto.__version__ != TESTED_MOTO_VERSION:
+        log.warning("Query left as moto %s has it (the patch follows moto %s)", moto.__version__, TESTED_MOTO_VERSION)
+        return
+    _state.moto_query = (Table.query, Table.all_items)
+    Table.query = _make_partition_query(Table.query)  # type: ignore[method-assign]
+    Table.all_items = _make_all_items(Table.all_items)  # type: ignore[method-assign]
+
+
+# The (table, partition key) a primary-key query of this thread is reading.
+_QUERIED_PARTITION: contextvars.ContextVar[tuple[Table, DynamoType] | None] = contextvars.ContextVar(
+    "accessctl_queried_partition", default=None
+)
+
+
+def _make_partition_query(original: Callable[..., Any]) -> Callable[..., Any]:
+    signature = inspect.signature(original)
+
+    def query(self: Table, hash_key: DynamoType | None, *args: Any, **kwargs: Any) -> Any:
+        index_name = signature.bind(self, hash_key, *args, **kwargs).arguments.get("index_name")
+        if index_name or hash_key is None:
+            return original(self, hash_key, *args, **kwargs)
+        token = _QUERIED_PARTITION.set((self, hash_key))
+        try:
+            return original(self, hash_key, *args, **kwargs)
+        finally:
+            _QUERIED_PARTITION.reset(token)
+
+    return query
+
+
+def _make_all_items(original: Callable[..., list[Item]]) -> Callable[..., list[Item]]:
+    def all_items(self: Table) -> list[Item]:
+        queried = _QUERIED_PARTITION.get()
+        if queried is None or queried[0] is not self:
+            return original(self)
+        partition = self.items.get(queried[1])  # .get: items is a defaultdict, a miss must not add a key
+        if partition is None:
+            return []
+        return sorted(partition.values(), key=lambda item: item.range_key) if self.range_key_attr else [partition]  # type: ignore[union-attr, return-value]
+
+    return all_items
 
 
 def _install_transaction_undo_log() -> None:
