@@ -62,3 +62,44 @@ def test_given_findings_when_batched_then_the_messages_split_where_reencoding_wo
         == {"kind": "schedule", **dict.fromkeys(("event_name", "event_id", "changed_by", "event_time", "source_ip"))}
         for m in messages
     )
+
+
+class RecordingSns:
+    """Stands for an SNS client: keeps what was published; one chosen message fails."""
+
+    def __init__(self, fail_on: int | None = None) -> None:
+        self.published: list[dict[str, Any]] = []
+        self._fail_on = fail_on
+
+    def publish(self, **request: Any) -> dict[str, Any]:
+        message = json.loads(request["Message"])
+        if self._fail_on is not None and message["findings"][0]["resource"] == f"security-group/sg-{self._fail_on:08d}":
+            raise RuntimeError("publish failed")
+        self.published.append(message)
+        return {"MessageId": str(len(self.published))}
+
+
+@pytest.mark.parametrize("count", [1, 7 * 50 - 16])
+def test_given_a_scan_s_findings_when_sent_then_every_batch_is_published_once(count: int) -> None:
+    sns = RecordingSns()
+    results = [result(number, 40) for number in range(count)]
+
+    notify.SnsRemediationNotifier(sns, "arn:aws:sns:us-east-1:123456789012:topic").send(
+        Trigger(kind="schedule"), results
+    )
+
+    published = sorted(finding["resource"] for message in sns.published for finding in message["findings"])
+    assert published == sorted(r.finding.resource.subject for r in results)
+    assert len(sns.published) == -(-count // 50)
+
+
+def test_given_one_publish_failing_then_the_other_batches_are_still_published_and_the_failure_raised() -> None:
+    sns = RecordingSns(fail_on=100)  # the third batch
+    results = [result(number, 40) for number in range(334)]
+
+    with pytest.raises(RuntimeError, match="publish failed"):
+        notify.SnsRemediationNotifier(sns, "arn:aws:sns:us-east-1:123456789012:topic").send(
+            Trigger(kind="schedule"), results
+        )
+
+    assert len(sns.published) == 6
