@@ -11,7 +11,6 @@ A read that fails is recorded in ``Estate.errors`` and the rest of the read goes
 from __future__ import annotations
 
 import json
-import queue
 import threading
 import time
 import urllib.parse
@@ -182,14 +181,10 @@ def tag_map(tags: Iterable[dict[str, Any]] | None) -> dict[str, str]:
 
 def paginate(client: Any, operation: str, result_key: str, **kwargs: Any) -> Iterator[dict[str, Any]]:
     """Every item of a paginated list call (throttling after botocore's retries: TransientError)."""
-    for page in _pages(client, operation, **kwargs):
-        yield from page.get(result_key, [])
-
-
-def _pages(client: Any, operation: str, **kwargs: Any) -> Iterator[dict[str, Any]]:
     paginator = client.get_paginator(operation)
     with transient_errors_surface():
-        yield from paginator.paginate(**kwargs)
+        for page in paginator.paginate(**kwargs):
+            yield from page.get(result_key, [])
 
 
 _NOT_FOUND = frozenset(
@@ -211,61 +206,6 @@ _NOT_FOUND = frozenset(
         "InvalidGroup.NotFound",
     }
 )
-
-
-class _RegionGroups:
-    """Every security group of the region, page by page, read on a thread of its own once a scan
-    knows it will read them all (more groups attached than an id filter takes; see _describe_groups):
-    the pages come while the rest of the databases are listed. At most two pages wait unread."""
-
-    _END = object()
-
-    def __init__(self, ec2: Any) -> None:
-        self._ec2 = ec2
-        self._pages: queue.Queue[Any] = queue.Queue(maxsize=2)
-        self._closed = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    @property
-    def started(self) -> bool:
-        return self._thread is not None
-
-    def start(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._read, name="region-security-groups", daemon=True)
-            self._thread.start()
-
-    def items(self) -> Iterator[dict[str, Any]]:
-        while True:
-            page = self._pages.get()
-            if page is self._END:
-                return
-            if isinstance(page, BaseException):
-                raise page
-            yield from page
-
-    def close(self) -> None:
-        """Stop reading (a read that failed or ended early): the thread leaves at its next page."""
-        self._closed.set()
-
-    def _read(self) -> None:
-        try:
-            for page in _pages(self._ec2, "describe_security_groups", PaginationConfig={"PageSize": 1000}):
-                if not self._hand_over(page.get("SecurityGroups", [])):
-                    return
-        except Exception as error:  # raised where the pages are read
-            self._hand_over(error)
-            return
-        self._hand_over(self._END)
-
-    def _hand_over(self, page: Any) -> bool:
-        while not self._closed.is_set():
-            try:
-                self._pages.put(page, timeout=0.5)
-                return True
-            except queue.Full:
-                continue
-        return False
 
 
 class EstateReader:
@@ -296,15 +236,9 @@ class EstateReader:
         estate = Estate()
         if not aspects:
             return estate
-        # A scan that will read every group of the region starts reading them while it lists databases.
-        region_groups = _RegionGroups(self._ec2) if target is None and Aspect.NETWORK in aspects else None
-        try:
-            self._guard(estate, "databases", self._read_databases, estate, target, region_groups)
-            if Aspect.NETWORK in aspects:
-                self._guard(estate, "security groups", self._read_security_groups, estate, target, region_groups)
-        finally:
-            if region_groups is not None:
-                region_groups.close()
+        self._guard(estate, "databases", self._read_databases, estate, target)
+        if Aspect.NETWORK in aspects:
+            self._guard(estate, "security groups", self._read_security_groups, estate, target)
         if Aspect.PARAMETERS in aspects:
             self._read_parameter_groups(estate, target)
         if Aspect.SNAPSHOTS in aspects:
@@ -324,12 +258,10 @@ class EstateReader:
 
     # ---------------------------------------------------------------- databases
 
-    def _read_databases(
-        self, estate: Estate, target: Target | None, region_groups: _RegionGroups | None = None
-    ) -> None:
+    def _read_databases(self, estate: Estate, target: Target | None) -> None:
         """Protected databases. Events about one database read just it; everything else reads the list."""
         if target is None:
-            found = self._list_databases(estate, region_groups)
+            found = self._list_databases(estate)
         elif target.names_databases:
             found = self._named_databases(target)
             self._index = None  # a database changed: the next mapping re-reads the list
@@ -346,16 +278,8 @@ class EstateReader:
             if self._protected(db) or (db.cluster_id is not None and db.cluster_id in protected_clusters)
         ]
 
-    def _list_databases(self, estate: Estate, region_groups: _RegionGroups | None = None) -> list[Database]:
-        instances: list[Database] = []
-        own_groups: set[str] = set()  # groups of instances protected by their own tags: all read later
-        for db in self._instances():
-            instances.append(db)
-            if region_groups is not None and self._protected(db):
-                own_groups.update(db.security_group_ids)
-                if len(own_groups) > _SG_FILTER_LIMIT:  # then every page of the region will be read
-                    region_groups.start()
-        found = [*instances, *self._clusters(), *self._proxies()]
+    def _list_databases(self, estate: Estate) -> list[Database]:
+        found = [*self._instances(), *self._clusters(), *self._proxies()]
         with self._index_lock:
             self._index = (self._clock(), found)
         if self._group_index is not None:
@@ -529,20 +453,13 @@ class EstateReader:
 
     # ---------------------------------------------------------------- security groups
 
-    def _read_security_groups(
-        self, estate: Estate, target: Target | None, region_groups: _RegionGroups | None = None
-    ) -> None:
+    def _read_security_groups(self, estate: Estate, target: Target | None) -> None:
         attached = {group for db in estate.databases for group in db.security_group_ids}
         if target is not None and target.security_group_ids:
             attached &= target.security_group_ids
         if not attached:
             return
-        described = (
-            region_groups.items()
-            if region_groups is not None and region_groups.started and len(attached) > _SG_FILTER_LIMIT
-            else self._describe_groups(attached)
-        )
-        for item in described:
+        for item in self._describe_groups(attached):
             if item["GroupId"] in attached:
                 estate.security_groups[item["GroupId"]] = SecurityGroup(
                     group_id=item["GroupId"],
