@@ -4,7 +4,6 @@ of findings (an event has one or two; a scan may have hundreds, sent in batches)
 from __future__ import annotations
 
 import json
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
 from accessctl.aws import call
@@ -12,7 +11,6 @@ from accessctl.observability import logger
 from accessctl.remediation.models import FindingResult, Outcome, Trigger
 
 _MAX_MESSAGE_BYTES = 240_000  # SNS allows 256 KB
-_PUBLISH_CONCURRENCY = 4
 
 
 class RemediationNotifier(Protocol):
@@ -76,12 +74,8 @@ class SnsRemediationNotifier:
         self._batch_size = batch_size
 
     def send(self, trigger: Trigger, results: list[FindingResult]) -> None:
-        """One message per batch; a scan's several messages are published a few at a time (each
-        stands alone: SNS does not order a standard topic's messages anyway). Every message is
-        tried; the first failure is raised after."""
         title = subject(trigger, results)
-
-        def publish(message: dict[str, Any]) -> None:
+        for message in batches(trigger, results, self._batch_size):
             call(
                 self._sns.publish,
                 TopicArn=self._topic_arn,
@@ -89,16 +83,6 @@ class SnsRemediationNotifier:
                 Message=json.dumps(message, default=str),
                 MessageAttributes={"event": {"DataType": "String", "StringValue": "DRIFT"}},
             )
-
-        messages = batches(trigger, results, self._batch_size)
-        if len(messages) <= 1:
-            for message in messages:
-                publish(message)
-            return
-        with ThreadPoolExecutor(max_workers=min(_PUBLISH_CONCURRENCY, len(messages))) as pool:
-            futures = [pool.submit(publish, message) for message in messages]
-        for future in futures:
-            future.result()
 
 
 class LogRemediationNotifier:
