@@ -27,9 +27,10 @@ Likewise moto answers every ``Query`` by listing and sorting the whole table (th
 reads grow with its history); the local stack reads the one partition. ``--stock-emulator``
 measures moto as released.
 
-    .venv/bin/python bench/remediation_bench.py [--groups 1000] [--warm 30] [--stock-emulator]
+    .venv/bin/python bench/remediation_bench.py [--groups 1000] [--repeat 3] [--warm 30] [--stock-emulator]
 
-Numbers go in the table, never in assertions; compare within one run (the machine is shared).
+Each contender runs ``--repeat`` times (default 3), rounds rotating who goes first; the table shows
+medians. Numbers go in the table, never in assertions; compare within one run (the machine is shared).
 """
 
 from __future__ import annotations
@@ -367,17 +368,22 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
                 child_environment(stack, {}),
             ),
         ]
-        runs: list[Run] = []
-        for name, command, env in contenders:
-            reopen(stack, opened)
-            progress(f"running {name}")
-            run = measure(command, env, stack, name)
-            check(stack, run, group_ids, opened)
-            runs.append(run)
-            progress(
-                f"{name}: {run.wall:.2f}s, {run.max_rss_mb:.0f} MB, {run.total_calls} calls, {run.correct}/{len(group_ids)} correct"
-            )
-        results["runs"] = runs
+        # Each round starts with the next contender, so no one always runs first (right after the
+        # estate is built) or last; the table shows each contender's median.
+        measured: dict[str, list[Run]] = {name: [] for name, _, _ in contenders}
+        for round_number in range(args.repeat):
+            shift = round_number % len(contenders)
+            for name, command, env in contenders[shift:] + contenders[:shift]:
+                reopen(stack, opened)
+                progress(f"running {name} (round {round_number + 1} of {args.repeat})")
+                run = measure(command, env, stack, name)
+                check(stack, run, group_ids, opened)
+                measured[name].append(run)
+                progress(
+                    f"{name}: {run.wall:.2f}s, {run.max_rss_mb:.0f} MB, {run.total_calls} calls, {run.correct}/{len(group_ids)} correct"
+                )
+        results["runs"] = [median_run(measured[name]) for name, _, _ in contenders]
+        results["rounds"] = {name: [(run.wall, run.max_rss_mb) for run in runs] for name, runs in measured.items()}
         # The event path, cold then warm, against one open group.
         reopen(stack, opened)
         target = sorted(opened)[0]
@@ -399,6 +405,26 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
             "stock moto" if args.stock_emulator else "moto, transactions with an undo log, queries of one partition"
         )
     return results
+
+
+def median_run(runs: list[Run]) -> Run:
+    """One row for a contender's runs: median times and memory, the calls of its median-wall run, and
+    its worst correctness (a run that missed or over-removed anything shows)."""
+    by_wall = sorted(runs, key=lambda run: run.wall)
+    middle = by_wall[(len(by_wall) - 1) // 2]
+    return Run(
+        middle.name,
+        statistics.median(run.wall for run in runs),
+        statistics.median(run.max_rss_mb for run in runs),
+        middle.calls,
+        correct=min(run.correct for run in runs),
+        still_open=max(run.still_open for run in runs),
+        over_removed=max(run.over_removed for run in runs),
+        exit_code=next((run.exit_code for run in runs if run.exit_code), 0),
+        client_cpu=statistics.median(run.client_cpu for run in runs),
+        emulator_cpu=statistics.median(run.emulator_cpu for run in runs),
+        note="" if all(run.calls == middle.calls for run in runs) else "calls differ between runs",
+    )
 
 
 def _custodian_version(custodian: str) -> str:
@@ -430,7 +456,13 @@ def render(results: dict[str, Any]) -> str:
             f"{run.name:<32} {run.wall:>7.2f} {run.client_cpu:>8.2f} {run.emulator_cpu:>8.2f} {run.max_rss_mb:>8.0f} {run.total_calls:>6} {run.count('RevokeSecurityGroupIngress'):>8} "
             f"{run.count('DescribeSecurityGroups'):>8} {rds_describes:>9} {side:>10} {run.correct:>5}/{results['groups']:<3} {run.still_open:>5} {run.over_removed:>5}"
             + (f"  exit {run.exit_code}" if run.exit_code else "")
+            + (f"  ({run.note})" if run.note else "")
         )
+    rounds = results.get("rounds") or {}
+    if any(len(each) > 1 for each in rounds.values()):
+        lines += ["", f"Medians of {max(len(each) for each in rounds.values())} rounds; each run's wall s / peak MB:"]
+        for name, each in rounds.items():
+            lines.append(f"  {name:<32} " + "   ".join(f"{wall:.2f} / {peak:.0f}" for wall, peak in each))
     lines += [
         "",
         "Ratios, accessctl (ingress rule) / Custodian  (targets: wall <= 0.6x, peak memory <= 0.6x; calls at the floor)",
@@ -475,6 +507,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--groups", type=int, default=1000)
     parser.add_argument("--warm", type=int, default=30, help="warm event-path invocations")
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="rounds of the three contenders, each round starting with the next"
+    )
     parser.add_argument("--custodian", help="path of the custodian executable (default: the venv's)")
     parser.add_argument(
         "--stock-emulator",
