@@ -5,6 +5,8 @@
 #   .tools/sam/  the SAM CLI in its own environment: requirements/sam.lock
 # Test servers from Debian's packages (`make test-servers`): the MariaDB binaries the session tests start.
 # Lock files are made by uv (itself pinned, installed into .venv with pip): `make lock`.
+# Both venvs are compiled to bytecode when synced: no .pyc is written at run time on these machines
+# (PYTHONDONTWRITEBYTECODE), so without it every process compiles boto3, botocore and pydantic anew.
 
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
@@ -59,18 +61,19 @@ $(UV):
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 
-$(DEV_STAMP): requirements/dev.lock $(wildcard client/pyproject.toml local/pyproject.toml) | $(UV)
+# The Makefile is a prerequisite too: how the venv is synced (e.g. compiled) is written here.
+$(DEV_STAMP): requirements/dev.lock $(wildcard client/pyproject.toml local/pyproject.toml) Makefile | $(UV)
 	@for pkg in client local; do \
 		[[ -f $$pkg/pyproject.toml ]] || { echo "$$pkg/pyproject.toml is missing: dev.lock installs ./$$pkg editable" >&2; exit 1; }; \
 	done
-	$(UV) pip sync --python $(BIN)/python requirements/dev.lock
+	$(UV) pip sync --python $(BIN)/python --compile-bytecode requirements/dev.lock
 	@touch $@
 
 install: $(DEV_STAMP) ## Create/refresh the dev venv (.venv/) from requirements/dev.lock
 
-$(SAM_STAMP): requirements/sam.lock | $(UV)
+$(SAM_STAMP): requirements/sam.lock Makefile | $(UV)
 	[[ -x $(SAM_VENV)/bin/python ]] || $(PYTHON) -m venv --without-pip $(SAM_VENV)
-	$(UV) pip sync --python $(SAM_VENV)/bin/python requirements/sam.lock
+	$(UV) pip sync --python $(SAM_VENV)/bin/python --compile-bytecode requirements/sam.lock
 	@touch $@
 
 sam-install: $(SAM_STAMP) ## Create/refresh the SAM CLI tool venv (.tools/sam/) from requirements/sam.lock

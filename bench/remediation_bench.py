@@ -21,12 +21,16 @@ from wait4. On 2 cores the two overlap only as far as the contender makes concur
 
 The emulator: moto's TransactWriteItems deep-copies the whole table once per action (for rollback),
 so one 50-record audit batch (100 actions) copies the audit table 100 times, seconds per call and
-growing with the table; AWS has no such cost. This bench copies each table once per transaction
-(same rollback, see ``copy_tables_once_per_transaction``); ``--stock-emulator`` measures without.
+growing with the table; AWS has no such cost. The local stack (and so this bench) replaces that with
+an undo log of just the items a transaction touches (same outcome, see ``accessctl_local.moto_patches``).
+Likewise moto answers every ``Query`` by listing and sorting the whole table (the audit chain's head
+reads grow with its history); the local stack reads the one partition. ``--stock-emulator``
+measures moto as released.
 
-    .venv/bin/python bench/remediation_bench.py [--groups 1000] [--warm 30] [--stock-emulator]
+    .venv/bin/python bench/remediation_bench.py [--groups 1000] [--repeat 3] [--warm 30] [--stock-emulator]
 
-Numbers go in the table, never in assertions; compare within one run (the machine is shared).
+Each contender runs ``--repeat`` times (default 3), rounds rotating who goes first; the table shows
+medians. Numbers go in the table, never in assertions; compare within one run (the machine is shared).
 """
 
 from __future__ import annotations
@@ -172,6 +176,11 @@ class Run:
     @property
     def total_calls(self) -> int:
         return sum(self.calls.values())
+
+    @property
+    def side_calls(self) -> int:
+        """Calls that are not reading or fixing the estate: the audit trail, the group index, notifications."""
+        return sum(n for (service, _), n in self.calls.items() if service in ("dynamodb", "sns"))
 
 
 # A child's ru_maxrss includes the memory of the process that forked it (Linux carries the old
@@ -321,50 +330,10 @@ def child_environment(stack: Any, rule_modes: dict[str, str]) -> dict[str, str]:
     return env
 
 
-def copy_tables_once_per_transaction() -> None:
-    """moto's TransactWriteItems deep-copies the table of every action before applying any (its
-    rollback state): the same unmodified table, once per action. Copy it once per transaction and
-    hand the same copy to the other actions; rollback is unchanged."""
-    import copy
-    import threading
-
-    from moto.dynamodb import models
-    from moto.dynamodb.models.table import Table
-
-    state = threading.local()
-
-    class _OncePerTransaction:
-        def __getattr__(self, name: str) -> Any:
-            return getattr(copy, name)
-
-        @staticmethod
-        def deepcopy(value: Any, memo: Any = None) -> Any:
-            copies = getattr(state, "copies", None)
-            if copies is None or not isinstance(value, Table):
-                return copy.deepcopy(value, memo)
-            if id(value) not in copies:
-                copies[id(value)] = copy.deepcopy(value, memo)
-            return copies[id(value)]
-
-    original = models.DynamoDBBackend.transact_write_items
-
-    def transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> None:
-        state.copies = {}
-        try:
-            original(self, transact_items)
-        finally:
-            state.copies = None
-
-    models.copy = _OncePerTransaction()  # type: ignore[assignment]
-    models.DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
-
-
 def run_all(args: argparse.Namespace) -> dict[str, Any]:
     sys.path[:0] = [str(ROOT / "layers" / "accessctl")]
-    if not args.stock_emulator:
-        copy_tables_once_per_transaction()
     from accessctl.remediation.rules import RULES, SG_OPEN_INGRESS
-    from accessctl_local import LocalStack
+    from accessctl_local import LocalStack, moto_patches
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     only_ingress = {rule.id: "off" for rule in RULES if rule.id != SG_OPEN_INGRESS}
@@ -374,6 +343,9 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
         LocalStack.start(project_root=ROOT, run_schedules=False, parameter_overrides={"LogLevel": "WARNING"}) as stack,
     ):
         scratch = Path(scratch_dir)
+        if args.stock_emulator:
+            moto_patches.uninstall_transaction_undo_log()
+            moto_patches.uninstall_partition_query()
         group_ids, opened = build_estate(stack, args.groups)
         policy = scratch / "policy.yml"
         policy.write_text(CUSTODIAN_POLICY)
@@ -396,17 +368,22 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
                 child_environment(stack, {}),
             ),
         ]
-        runs: list[Run] = []
-        for name, command, env in contenders:
-            reopen(stack, opened)
-            progress(f"running {name}")
-            run = measure(command, env, stack, name)
-            check(stack, run, group_ids, opened)
-            runs.append(run)
-            progress(
-                f"{name}: {run.wall:.2f}s, {run.max_rss_mb:.0f} MB, {run.total_calls} calls, {run.correct}/{len(group_ids)} correct"
-            )
-        results["runs"] = runs
+        # Each round starts with the next contender, so no one always runs first (right after the
+        # estate is built) or last; the table shows each contender's median.
+        measured: dict[str, list[Run]] = {name: [] for name, _, _ in contenders}
+        for round_number in range(args.repeat):
+            shift = round_number % len(contenders)
+            for name, command, env in contenders[shift:] + contenders[:shift]:
+                reopen(stack, opened)
+                progress(f"running {name} (round {round_number + 1} of {args.repeat})")
+                run = measure(command, env, stack, name)
+                check(stack, run, group_ids, opened)
+                measured[name].append(run)
+                progress(
+                    f"{name}: {run.wall:.2f}s, {run.max_rss_mb:.0f} MB, {run.total_calls} calls, {run.correct}/{len(group_ids)} correct"
+                )
+        results["runs"] = [median_run(measured[name]) for name, _, _ in contenders]
+        results["rounds"] = {name: [(run.wall, run.max_rss_mb) for run in runs] for name, runs in measured.items()}
         # The event path, cold then warm, against one open group.
         reopen(stack, opened)
         target = sorted(opened)[0]
@@ -424,8 +401,30 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
         results["event"] = json.loads(out.read_text())
         results["estate_open"] = len(opened)
         results["custodian_version"] = _custodian_version(custodian)
-        results["emulator"] = "stock moto" if args.stock_emulator else "moto, tables copied once per transaction"
+        results["emulator"] = (
+            "stock moto" if args.stock_emulator else "moto, transactions with an undo log, queries of one partition"
+        )
     return results
+
+
+def median_run(runs: list[Run]) -> Run:
+    """One row for a contender's runs: median times and memory, the calls of its median-wall run, and
+    its worst correctness (a run that missed or over-removed anything shows)."""
+    by_wall = sorted(runs, key=lambda run: run.wall)
+    middle = by_wall[(len(by_wall) - 1) // 2]
+    return Run(
+        middle.name,
+        statistics.median(run.wall for run in runs),
+        statistics.median(run.max_rss_mb for run in runs),
+        middle.calls,
+        correct=min(run.correct for run in runs),
+        still_open=max(run.still_open for run in runs),
+        over_removed=max(run.over_removed for run in runs),
+        exit_code=next((run.exit_code for run in runs if run.exit_code), 0),
+        client_cpu=statistics.median(run.client_cpu for run in runs),
+        emulator_cpu=statistics.median(run.emulator_cpu for run in runs),
+        note="" if all(run.calls == middle.calls for run in runs) else "calls differ between runs",
+    )
 
 
 def _custodian_version(custodian: str) -> str:
@@ -448,25 +447,32 @@ def render(results: dict[str, Any]) -> str:
         f"({open_groups} open on 5432 from 0.0.0.0/0, each next to a benign 10.0.0.0/8 sibling; 443 from the world benign); "
         f"emulator: {results['emulator']}",
         "",
-        f"{'contender':<32} {'wall s':>7} {'own CPU':>8} {'emu CPU':>8} {'peak MB':>8} {'calls':>6} {'revokes':>8} {'SG desc':>8} {'RDS desc':>9} {'audit+sns':>10} {'correct':>9} {'open':>5} {'over':>5}",
+        f"{'contender':<32} {'wall s':>7} {'own CPU':>8} {'emu CPU':>8} {'peak MB':>8} {'calls':>6} {'revokes':>8} {'SG desc':>8} {'RDS desc':>9} {'ddb+sns':>10} {'correct':>9} {'open':>5} {'over':>5}",
     ]
     for run in runs:
         rds_describes = sum(n for (svc, a), n in run.calls.items() if svc == "rds" and a.startswith("Describe"))
-        side = run.count("PutItem", "BatchWriteItem", "Publish")
+        side = run.side_calls
         lines.append(
             f"{run.name:<32} {run.wall:>7.2f} {run.client_cpu:>8.2f} {run.emulator_cpu:>8.2f} {run.max_rss_mb:>8.0f} {run.total_calls:>6} {run.count('RevokeSecurityGroupIngress'):>8} "
             f"{run.count('DescribeSecurityGroups'):>8} {rds_describes:>9} {side:>10} {run.correct:>5}/{results['groups']:<3} {run.still_open:>5} {run.over_removed:>5}"
             + (f"  exit {run.exit_code}" if run.exit_code else "")
+            + (f"  ({run.note})" if run.note else "")
         )
+    rounds = results.get("rounds") or {}
+    if any(len(each) > 1 for each in rounds.values()):
+        lines += ["", f"Medians of {max(len(each) for each in rounds.values())} rounds; each run's wall s / peak MB:"]
+        for name, each in rounds.items():
+            lines.append(f"  {name:<32} " + "   ".join(f"{wall:.2f} / {peak:.0f}" for wall, peak in each))
     lines += [
         "",
         "Ratios, accessctl (ingress rule) / Custodian  (targets: wall <= 0.6x, peak memory <= 0.6x; calls at the floor)",
         f"  wall time      {ratio(ours.wall, peer.wall)}  (own CPU {ratio(ours.client_cpu, peer.client_cpu)}, emulator CPU {ratio(ours.emulator_cpu, peer.emulator_cpu)})",
         f"  peak memory    {ratio(ours.max_rss_mb, peer.max_rss_mb)}",
-        f"  AWS calls      {ratio(ours.total_calls, peer.total_calls)}  (EC2+RDS only: {ratio(ours.total_calls - ours.count('PutItem', 'BatchWriteItem', 'Publish'), peer.total_calls)})",
+        f"  AWS calls      {ratio(ours.total_calls, peer.total_calls)}  (EC2+RDS only: {ratio(ours.total_calls - ours.side_calls, peer.total_calls)})",
         f"  floor          {open_groups} revokes + describe pages; accessctl made {ours.count('RevokeSecurityGroupIngress')} revokes, "
         f"{ours.count('DescribeSecurityGroups')} SG describe page(s), {sum(n for (s, a), n in ours.calls.items() if s == 'rds')} RDS describe page(s), "
-        f"plus {ours.count('PutItem') + ours.count('BatchWriteItem')} audit writes and {ours.count('Publish')} notifications",
+        f"plus {ours.count('TransactWriteItems', 'PutItem', service='dynamodb')} audit transactions (after {ours.count('Query', service='dynamodb')} chain-head queries), "
+        f"{ours.count('BatchWriteItem')} group-index write(s) and {ours.count('Publish')} notifications",
         f"  all 7 rules    wall {ratio(full.wall, peer.wall)}, memory {ratio(full.max_rss_mb, peer.max_rss_mb)} of Custodian's",
         "",
         "Calls by action:",
@@ -501,11 +507,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--groups", type=int, default=1000)
     parser.add_argument("--warm", type=int, default=30, help="warm event-path invocations")
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="rounds of the three contenders, each round starting with the next"
+    )
     parser.add_argument("--custodian", help="path of the custodian executable (default: the venv's)")
     parser.add_argument(
         "--stock-emulator",
         action="store_true",
-        help="moto as released (TransactWriteItems copies the table per action)",
+        help="moto as released (TransactWriteItems copies every table it touches, per action; Query lists the whole table)",
     )
     parser.add_argument("--child-scan", metavar="OUT", help=argparse.SUPPRESS)
     parser.add_argument(

@@ -11,6 +11,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from accessctl_local import moto_patches
 from tests.support.template import PROJECT_ROOT, create_table
 
 REGION = "us-east-1"
@@ -24,6 +25,13 @@ TRUST_POLICY = json.dumps(
         ],
     }
 )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # The emulator as the local stack runs it: TransactWriteItems undoes only what it touched, and a
+    # Query on a table's key reads that partition only.
+    moto_patches.install_transaction_undo_log()
+    moto_patches.install_partition_query()
 
 
 @pytest.fixture

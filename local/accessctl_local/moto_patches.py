@@ -14,11 +14,31 @@ Tested against moto 5.2.5 (``TESTED_MOTO_VERSION``). What is patched, and why:
   each instance gets its own random one, as in AWS.
 * ``resolve_credentials``: reads moto's IAM users' access keys and STS assumed-role sessions (the
   lookup ``moto/iam/access_control.py`` does) so the local API can verify SigV4 signatures.
+* ``DynamoDBBackend.transact_write_items``: moto deep-copies the whole table of every action before
+  applying any (its rollback state), so one 100-action transaction copies a table 100 times, and the
+  cost grows with the table (AWS has no such cost). The replacement is moto's own loop with an undo
+  log instead: before an action changes an item, that item (or its absence) is saved, once per table
+  and key; if the transaction is cancelled, exactly those items are put back (items that did not
+  exist are deleted) along with each touched table's stream records. Same all-or-nothing outcome,
+  same ``TransactionCanceledException`` and ``CancellationReasons``. One difference, in AWS's
+  favour: moto skips the backup of a table named by its ARN; the undo log covers it too. It keeps
+  moto's semantics, so it stays installed once installed (``install`` applies it; tests that use
+  ``mock_aws`` apply it with ``install_transaction_undo_log``); ``uninstall_transaction_undo_log``
+  puts moto's own back, to measure or compare with it.
+* ``Table.query`` on a table's own key: moto builds and sorts a list of every item of the table,
+  then keeps the partition asked for, so each ``Query`` costs the whole table (the audit table's
+  head reads grow with its history; AWS reads the one partition). While such a query runs, the
+  table's ``all_items`` answers with the partition alone (moto then filters and sorts it as before:
+  same items, same order, same pages). Index queries are left as they are.
+  ``install_partition_query``/``uninstall_partition_query`` as for the undo log.
 """
 
 from __future__ import annotations
 
 import collections
+import contextvars
+import copy
+import inspect
 import json
 import logging
 import secrets
@@ -32,6 +52,18 @@ from typing import Any, Protocol
 import moto
 from moto.awslambda.models import LambdaFunction
 from moto.core.responses import BaseResponse
+from moto.dynamodb.comparisons import get_filter_expression
+from moto.dynamodb.exceptions import (
+    ConditionalCheckFailed,
+    MockValidationException,
+    MultipleTransactionsException,
+    TooManyTransactionsException,
+    TransactionCanceledException,
+    TransactWriteSingleOpException,
+)
+from moto.dynamodb.models import DynamoDBBackend
+from moto.dynamodb.models.dynamo_type import DynamoType, Item
+from moto.dynamodb.models.table import StreamRecord, Table
 from moto.rds.models import DBInstance
 
 log = logging.getLogger(__name__)
@@ -92,6 +124,8 @@ class _PatchState:
         self.counter = ApiCallCounter()
         self.background: set[threading.Thread] = set()
         self.originals: dict[str, Any] = {}
+        self.moto_transact_write_items: Callable[..., None] | None = None
+        self.moto_query: tuple[Callable[..., Any], Callable[..., Any]] | None = None  # query, all_items
 
 
 _state = _PatchState()
@@ -107,6 +141,8 @@ def install(invoker: LambdaInvoker) -> None:
         if moto.__version__ != TESTED_MOTO_VERSION:
             log.warning("accessctl_local was tested with moto %s, found %s", TESTED_MOTO_VERSION, moto.__version__)
         _state.invoker = invoker
+        _install_transaction_undo_log()
+        _install_partition_query()
         if _state.installed:
             return
         _state.originals = {
@@ -123,7 +159,10 @@ def install(invoker: LambdaInvoker) -> None:
 
 
 def uninstall(join_timeout: float = 30.0) -> None:
-    """Wait for background (Event) invocations, then restore moto's own methods."""
+    """Wait for background (Event) invocations, then restore moto's own methods.
+
+    The transaction undo log stays: it changes moto's cost, not its behaviour.
+    """
     drain_background(join_timeout)
     with _state.lock:
         if not _state.installed:
@@ -142,6 +181,95 @@ def drain_background(timeout: float = 30.0) -> None:
         threads = list(_state.background)
     for thread in threads:
         thread.join(timeout)
+
+
+def install_transaction_undo_log() -> None:
+    """Make ``TransactWriteItems`` save and restore only the items it touches (idempotent)."""
+    with _state.lock:
+        _install_transaction_undo_log()
+
+
+def uninstall_transaction_undo_log() -> None:
+    """Put moto's own ``transact_write_items`` back (it copies every table it touches, per action)."""
+    with _state.lock:
+        if _state.moto_transact_write_items is not None:
+            DynamoDBBackend.transact_write_items = _state.moto_transact_write_items  # type: ignore[method-assign]
+            _state.moto_transact_write_items = None
+
+
+def install_partition_query() -> None:
+    """Make a ``Query`` on a table's own key read that partition only (idempotent)."""
+    with _state.lock:
+        _install_partition_query()
+
+
+def uninstall_partition_query() -> None:
+    """Put moto's own ``Table.query`` back (it lists and sorts the whole table for every query)."""
+    with _state.lock:
+        if _state.moto_query is not None:
+            Table.query, Table.all_items = _state.moto_query  # type: ignore[method-assign]
+            _state.moto_query = None
+
+
+def _install_partition_query() -> None:
+    if _state.moto_query is not None:
+        return
+    if moto.__version__ != TESTED_MOTO_VERSION:
+        log.warning("Query left as moto %s has it (the patch follows moto %s)", moto.__version__, TESTED_MOTO_VERSION)
+        return
+    _state.moto_query = (Table.query, Table.all_items)
+    Table.query = _make_partition_query(Table.query)  # type: ignore[method-assign]
+    Table.all_items = _make_all_items(Table.all_items)  # type: ignore[method-assign]
+
+
+# The (table, partition key) a primary-key query of this thread is reading.
+_QUERIED_PARTITION: contextvars.ContextVar[tuple[Table, DynamoType] | None] = contextvars.ContextVar(
+    "accessctl_queried_partition", default=None
+)
+
+
+def _make_partition_query(original: Callable[..., Any]) -> Callable[..., Any]:
+    signature = inspect.signature(original)
+
+    def query(self: Table, hash_key: DynamoType | None, *args: Any, **kwargs: Any) -> Any:
+        index_name = signature.bind(self, hash_key, *args, **kwargs).arguments.get("index_name")
+        if index_name or hash_key is None:
+            return original(self, hash_key, *args, **kwargs)
+        token = _QUERIED_PARTITION.set((self, hash_key))
+        try:
+            return original(self, hash_key, *args, **kwargs)
+        finally:
+            _QUERIED_PARTITION.reset(token)
+
+    return query
+
+
+def _make_all_items(original: Callable[..., list[Item]]) -> Callable[..., list[Item]]:
+    def all_items(self: Table) -> list[Item]:
+        queried = _QUERIED_PARTITION.get()
+        if queried is None or queried[0] is not self:
+            return original(self)
+        partition = self.items.get(queried[1])  # .get: items is a defaultdict, a miss must not add a key
+        if partition is None:
+            return []
+        return sorted(partition.values(), key=lambda item: item.range_key) if self.range_key_attr else [partition]  # type: ignore[union-attr, return-value]
+
+    return all_items
+
+
+def _install_transaction_undo_log() -> None:
+    if _state.moto_transact_write_items is not None:
+        return
+    if moto.__version__ != TESTED_MOTO_VERSION:
+        # The replacement is a copy of this version's loop: another version may cancel differently.
+        log.warning(
+            "TransactWriteItems left as moto %s has it (the undo log follows moto %s)",
+            moto.__version__,
+            TESTED_MOTO_VERSION,
+        )
+        return
+    _state.moto_transact_write_items = DynamoDBBackend.transact_write_items
+    DynamoDBBackend.transact_write_items = _transact_write_items  # type: ignore[method-assign]
 
 
 # ---------------------------------------------------------------- Lambda
@@ -198,6 +326,141 @@ def _make_call_action(original: Callable[..., Any]) -> Callable[..., Any]:
         return original(self)
 
     return call_action
+
+
+# ---------------------------------------------------------------- DynamoDB transactions
+
+
+class _UndoLog:
+    """The items a transaction touched, as they were before it touched them."""
+
+    def __init__(self) -> None:
+        self._items: dict[tuple[int, DynamoType, DynamoType | None], tuple[Table, Item | None]] = {}
+        self._streams: dict[int, tuple[Table, list[StreamRecord]]] = {}
+
+    def save(self, table: Table, hash_value: DynamoType, range_value: DynamoType | None) -> None:
+        """Remember the item at this key (a copy: updates change items in place), the first time only."""
+        slot = (id(table), hash_value, range_value)
+        if slot in self._items:
+            return
+        self._items[slot] = (table, copy.deepcopy(table.get_item(hash_value, range_value)))
+        if table.stream_shard is not None and id(table) not in self._streams:
+            self._streams[id(table)] = (table, list(table.stream_shard.items))
+
+    def undo(self) -> None:
+        for (_, hash_value, range_value), (table, before) in self._items.items():
+            if range_value is None:
+                if before is None:
+                    table.items.pop(hash_value, None)
+                else:
+                    table.items[hash_value] = before
+            else:
+                bucket = table.items[hash_value]
+                if before is None:
+                    bucket.pop(range_value, None)
+                    if not bucket:
+                        del table.items[hash_value]
+                else:
+                    bucket[range_value] = before
+        for table, records in self._streams.values():
+            if table.stream_shard is not None:
+                table.stream_shard.items = records
+
+
+def _transact_write_items(self: DynamoDBBackend, transact_items: list[dict[str, Any]]) -> None:  # noqa: C901 (moto's loop, kept comparable line by line)
+    """moto 5.2.5's ``transact_write_items``, with an undo log in place of whole-table copies.
+
+    Everything else is moto's: the checks, the order (every action is attempted, even after one
+    failed, so each gets its cancellation reason), the errors raised at once (several operations
+    on one item, validation) and the ``TransactionCanceledException`` built from the reasons.
+    """
+    if len(transact_items) > 100:
+        raise TooManyTransactionsException()
+    undo_log = _UndoLog()
+    target_items: set[tuple[str, str]] = set()
+
+    def check_unicity(table_name: str, key: dict[str, Any]) -> None:
+        item = (str(table_name), str(dict(sorted(key.items()))))
+        if item in target_items:
+            raise MultipleTransactionsException()
+        target_items.add(item)
+
+    errors: list[tuple[str, str, dict[str, Any]] | tuple[None, None, None]] = []  # [(Code, Message, Item), ..]
+    for item in transact_items:
+        original_item: dict[str, Any] | None = None
+        if len(list(item.keys())) > 1:
+            raise TransactWriteSingleOpException
+        try:
+            op_type, op = next(iter(item.items()))
+            if op_type not in {"ConditionCheck", "Put", "Delete", "Update"}:
+                raise ValueError("Unsupported transaction operation")
+            table_name = op["TableName"]
+            condition_expression = op.get("ConditionExpression")
+            expression_attribute_names = op.get("ExpressionAttributeNames")
+            expression_attribute_values = op.get("ExpressionAttributeValues")
+            return_values_on_condition_check_failure = op.get("ReturnValuesOnConditionCheckFailure")
+
+            if op_type == "Put":
+                attrs = op["Item"]
+                table = self.get_table(table_name)
+                key = {table.hash_key_attr: attrs[table.hash_key_attr]}
+                if table.range_key_attr is not None:
+                    key[table.range_key_attr] = attrs[table.range_key_attr]
+            else:
+                key = op["Key"]
+
+            check_unicity(table_name, key)
+
+            current = self.get_item(table_name, key)
+            if condition_expression is not None:
+                condition_op = get_filter_expression(
+                    condition_expression, expression_attribute_names, expression_attribute_values
+                )
+                if not condition_op.expr(current):
+                    if return_values_on_condition_check_failure == "ALL_OLD" and current:
+                        original_item = current.to_json()["Attributes"]
+                    raise ConditionalCheckFailed(item=original_item)
+
+            if op_type != "ConditionCheck":
+                table = self.get_table(table_name)
+                undo_log.save(table, *self.get_keys_value(table, key))
+            if op_type == "Put":
+                self.put_item(
+                    table_name,
+                    op["Item"],
+                    condition_expression=condition_expression,
+                    expression_attribute_names=expression_attribute_names,
+                    expression_attribute_values=expression_attribute_values,
+                )
+            elif op_type == "Delete":
+                self.delete_item(
+                    table_name,
+                    key,
+                    condition_expression=condition_expression,
+                    expression_attribute_names=expression_attribute_names,
+                    expression_attribute_values=expression_attribute_values,
+                )
+            elif op_type == "Update":
+                self.update_item(
+                    table_name,
+                    key,
+                    update_expression=op["UpdateExpression"],
+                    condition_expression=condition_expression,
+                    expression_attribute_names=expression_attribute_names,
+                    expression_attribute_values=expression_attribute_values,
+                )
+            errors.append((None, None, None))
+        except (MultipleTransactionsException, MockValidationException):
+            undo_log.undo()
+            raise
+        except ConditionalCheckFailed as e:
+            errors.append(("ConditionalCheckFailed", str(e.message), original_item))  # type: ignore[arg-type]
+        except Exception as e:  # as moto: any other error is that action's cancellation reason
+            errors.append((type(e).__name__, str(e), original_item))  # type: ignore[arg-type]
+
+    if any(code is not None for code, _, _ in errors):
+        undo_log.undo()
+        raise TransactionCanceledException(errors)
 
 
 # ---------------------------------------------------------------- RDS

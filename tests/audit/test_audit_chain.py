@@ -159,3 +159,146 @@ def test_given_a_remediation_batch_when_written_then_its_records_are_in_the_chai
     assert sorted(record.sequence or 0 for record in records) == list(range(1, 61))
     report = verify(estate.deps.audit.table, records[0].at, records[-1].at)
     assert report.ok and report.records == 60
+
+
+def test_given_a_batch_of_many_chunks_when_written_then_each_stream_head_is_read_once(estate: Estate) -> None:
+    from accessctl.audit import AuditLog, verify
+    from accessctl.models import AuditEventType
+    from accessctl.remediation.audit_table import AuditTable
+
+    # Given 120 records of one subject (one stream): three transactions
+    dynamodb = estate.session.client("dynamodb")
+    reads: list[str] = []
+    dynamodb.meta.events.register("before-call.dynamodb.Query", lambda **_: reads.append("Query"))
+    table = AuditTable(dynamodb, "audit")
+    log = AuditLog(table)
+    # When they are written as one batch
+    with table.batched():
+        for n in range(120):
+            log.append(
+                AuditEventType.REMEDIATION_APPLIED, subject="security-group/sg-1", actor="remediator", details={"n": n}
+            )
+
+    # Then the stream's head was read once, not once per transaction, and the chain holds
+    assert reads == ["Query"]
+    records = estate.deps.audit.for_subject("security-group/sg-1")
+    assert sorted(record.sequence or 0 for record in records) == list(range(1, 121))
+    assert verify(estate.deps.audit.table, records[0].at, records[-1].at).ok
+
+
+def test_given_another_writer_between_two_chunks_when_appending_then_the_batch_rereads_and_chains_after_it(
+    estate: Estate,
+) -> None:
+    from accessctl.audit import AuditLog, verify
+    from accessctl.models import AuditEventType
+    from accessctl.remediation.audit_table import AuditTable
+
+    # Given a batch of 100 records in one stream, and another writer that appends one record to the
+    # same stream right after the batch's first transaction commits
+    dynamodb = estate.session.client("dynamodb")
+    other = AuditLog(AuditTable(estate.session.client("dynamodb"), "audit"))
+    interleaved: list[Any] = []
+
+    def other_writer(**_: Any) -> None:
+        if not interleaved:
+            interleaved.append(
+                other.append(AuditEventType.REMEDIATION_FINDING, subject="security-group/sg-1", actor="someone-else")
+            )
+
+    dynamodb.meta.events.register("after-call.dynamodb.TransactWriteItems", other_writer)
+    table = AuditTable(dynamodb, "audit")
+    log = AuditLog(table)
+    # When the batch is written
+    with table.batched():
+        for n in range(100):
+            log.append(
+                AuditEventType.REMEDIATION_APPLIED, subject="security-group/sg-1", actor="remediator", details={"n": n}
+            )
+
+    # Then every record is in the chain once, the other writer's at sequence 51, and the chain holds
+    records = estate.deps.audit.for_subject("security-group/sg-1")
+    assert sorted(record.sequence or 0 for record in records) == list(range(1, 102))
+    assert interleaved[0].sequence == 51
+    assert verify(estate.deps.audit.table, records[0].at, records[-1].at).ok
+
+
+def test_given_a_batch_open_when_fifty_records_are_collected_then_they_are_written_before_the_block_ends(
+    estate: Estate,
+) -> None:
+    from accessctl.audit import AuditLog, verify
+    from accessctl.models import AuditEventType
+    from accessctl.remediation.audit_table import AuditTable
+
+    # Given a batch, and a note of each transaction the batch commits
+    dynamodb = estate.session.client("dynamodb")
+    committed: list[int] = []
+    second_written = threading.Event()
+
+    sizes: list[int] = []
+
+    def note(params: dict[str, Any], **_: Any) -> None:
+        sizes.append(len(params["TransactItems"]) // 2)
+
+    def done(**_: Any) -> None:
+        committed.append(sizes[len(committed)])
+        if len(committed) == 2:
+            second_written.set()
+
+    dynamodb.meta.events.register("before-parameter-build.dynamodb.TransactWriteItems", note)
+    dynamodb.meta.events.register("after-call.dynamodb.TransactWriteItems", done)
+    table = AuditTable(dynamodb, "audit")
+    log = AuditLog(table)
+    with table.batched():
+        # When 120 records are collected
+        for n in range(120):
+            log.append(AuditEventType.REMEDIATION_APPLIED, subject=f"security-group/sg-{n % 9}", actor="remediator")
+        # Then the first two fifties are written while the block is still open
+        assert second_written.wait(timeout=60)
+        assert committed == [50, 50]
+
+    # And the last twenty when it ends: every record once, in a chain that holds
+    assert committed == [50, 50, 20]
+    records = [r for n in range(9) for r in estate.deps.audit.for_subject(f"security-group/sg-{n}")]
+    assert len(records) == 120
+    assert verify(estate.deps.audit.table, min(r.at for r in records), max(r.at for r in records)).ok
+
+
+class _CancelsFirstTransaction:
+    """Cancels the first TransactWriteItems it sees, as contention that outlasted every retry would."""
+
+    def __init__(self, client: Any) -> None:
+        self._client, self._cancelled = client, False
+
+    def __getattr__(self, name: str) -> Any:
+        if name != "transact_write_items" or self._cancelled:
+            return getattr(self._client, name)
+
+        def cancel(**_: Any) -> Any:
+            from botocore.exceptions import ClientError
+
+            self._cancelled = True
+            error = {"Error": {"Code": "TransactionCanceledException", "Message": "cancelled"}}
+            raise ClientError(error, "TransactWriteItems")  # type: ignore[arg-type]
+
+        return cancel
+
+
+def test_given_one_chunk_of_a_batch_failing_then_the_others_are_written_and_the_loss_is_reported(
+    estate: Estate,
+) -> None:
+    from accessctl.audit import AuditLog, verify
+    from accessctl.models import AuditEventType
+    from accessctl.remediation.audit_table import AuditBatchError, AuditTable
+
+    # Given a batch whose first transaction is cancelled (one attempt allowed)
+    table = AuditTable(_CancelsFirstTransaction(estate.session.client("dynamodb")), "audit", max_attempts=1)
+    log = AuditLog(table)
+    # When 120 records are written
+    with pytest.raises(AuditBatchError, match="50 of 120 records not written"), table.batched():
+        for _ in range(120):
+            log.append(AuditEventType.REMEDIATION_APPLIED, subject="security-group/sg-1", actor="remediator")
+
+    # Then the other 70 are in the chain, which holds
+    records = estate.deps.audit.for_subject("security-group/sg-1")
+    assert sorted(record.sequence or 0 for record in records) == list(range(1, 71))
+    assert verify(estate.deps.audit.table, records[0].at, records[-1].at).ok

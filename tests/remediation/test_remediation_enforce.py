@@ -345,6 +345,30 @@ def test_given_drift_the_events_missed_when_the_schedule_fires_then_the_full_sca
         assert [call["operation"] for call in record["aws_requests"]] == ["RevokeSecurityGroupIngress"]
 
 
+def test_given_more_attached_groups_than_an_id_filter_takes_when_the_schedule_fires_then_one_region_read_closes_them(
+    stack: LocalStack, emulated: Emulated
+) -> None:
+    # Given 42 protected databases with 5 groups each (210: more than one id filter takes), 3 open
+    groups = [emulated.group(tcp(5432, "10.0.0.0/8"), tcp(443, "0.0.0.0/0")) for _ in range(210)]
+    opened_groups = groups[::70]
+    for group in opened_groups:
+        emulated.ec2.authorize_security_group_ingress(GroupId=group, IpPermissions=[tcp(5432, "0.0.0.0/0")])
+    for number in range(42):
+        emulated.postgres(f"many-groups-{number}", *groups[number * 5 : number * 5 + 5])
+    stack.reset_api_call_counts()
+
+    # When the schedule fires
+    invocation = stack.fire_schedule(FUNCTION)
+
+    # Then the region's groups were read once (one page) and exactly the 3 world ranges are gone
+    assert not invocation.errored, invocation.payload
+    assert stack.api_call_counts()[("ec2", "DescribeSecurityGroups")] == 1
+    for group in groups:
+        assert cidrs(emulated.ingress(group)) == {("tcp", 5432, 5432, "10.0.0.0/8"), ("tcp", 443, 443, "0.0.0.0/0")}
+    fixed = {result["resource"] for result in invocation.payload["results"] if result["outcome"] == "fixed"}
+    assert {f"security-group/{group}" for group in opened_groups} <= fixed
+
+
 def test_given_a_warm_process_when_the_same_group_is_opened_again_then_the_database_list_is_not_re_read(
     stack: LocalStack, emulated: Emulated
 ) -> None:

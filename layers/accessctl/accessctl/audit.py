@@ -57,7 +57,7 @@ from accessctl.store import drop_none
 STREAM_SHARDS = 8
 STREAM_INDEX = "ByStream"
 LINK_PREFIX = "CHAIN#"
-_PER_TRANSACTION = 50  # a record and its link per record: TransactWriteItems takes 100 actions
+RECORDS_PER_TRANSACTION = 50  # a record and its link per record: TransactWriteItems takes 100 actions
 # A record is committed at most this long after its ``at`` (a scan's batch is written when the scan
 # ends, within the longest Lambda timeout): bounds a deleted record's ``retain_until`` from its
 # predecessor's when neither it nor its link survives.
@@ -175,21 +175,35 @@ class AuditChain:
         link = {name: self._in(value) for name, value in items[0].items()}
         return int(link["event_key"]), str(link["record_hash"])
 
-    def append(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def append(
+        self, items: list[dict[str, Any]], committed: dict[str, tuple[int, str]] | None = None
+    ) -> list[dict[str, Any]]:
         """Chain and write records (each with ``subject``, ``event_key``, ``at``); returns them chained.
 
         Up to 50 records per TransactWriteItems, whatever their streams (a scan's batch is one call).
+        A stream's head is read once per call: a later chunk starts from the head the previous chunk
+        committed. Should another writer have appended meanwhile, the chunk's link put for that
+        sequence fails its condition, the transaction is cancelled, and the heads are read again.
+        ``committed``: the heads kept by a writer across calls (one batch written in several calls,
+        one after the other).
         """
         ordered = sorted(items, key=lambda item: stream_of(item["subject"], item["at"]))  # stable: order kept
         written: list[dict[str, Any]] = []
-        for start in range(0, len(ordered), _PER_TRANSACTION):
-            written += self._append_chunk(ordered[start : start + _PER_TRANSACTION])
+        committed = {} if committed is None else committed
+        for start in range(0, len(ordered), RECORDS_PER_TRANSACTION):
+            written += self._append_chunk(ordered[start : start + RECORDS_PER_TRANSACTION], committed)
         return written
 
-    def _append_chunk(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def _append_chunk(
+        self, records: list[dict[str, Any]], committed: dict[str, tuple[int, str]]
+    ) -> list[dict[str, Any]]:
+        """``committed``: heads this writer has just written (used on the first attempt; updated on success)."""
         streams = sorted({stream_of(record["subject"], record["at"]) for record in records})
         for attempt in range(self._max_attempts):
-            heads = {stream: self.head(stream) for stream in streams}
+            heads = {
+                stream: committed[stream] if attempt == 0 and stream in committed else self.head(stream)
+                for stream in streams
+            }
             chained: list[dict[str, Any]] = []
             actions: list[dict[str, Any]] = []
             for record in records:
@@ -225,6 +239,7 @@ class AuditChain:
                     self._dynamodb.transact_write_items(
                         TransactItems=actions, ClientRequestToken=token.hexdigest()[:36]
                     )
+                committed.update(heads)
                 return chained
             except ClientError as error:
                 if error_code(error) not in ("TransactionCanceledException", "TransactionConflictException"):

@@ -14,9 +14,11 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from functools import cache
+from threading import Lock
 from typing import Any, TypeVar
 
 import boto3
+import botocore.session
 from botocore.config import Config
 from botocore.exceptions import ClientError, ConnectionError, EndpointConnectionError
 
@@ -43,18 +45,38 @@ THROTTLING_CODES = frozenset(
 )
 
 T = TypeVar("T")
+_SESSION_LOCK = Lock()
 
 
 @cache
 def client(service_name: str) -> Any:
     """A shared boto3 client (endpoint and region come from the standard AWS environment)."""
-    made = boto3.session.Session().client(service_name, config=_CLIENT_CONFIG)  # type: ignore[call-overload]
+    made = _session().client(service_name, config=_CLIENT_CONFIG)  # type: ignore[call-overload]
     return record_requests(made)
 
 
 @cache
 def resource(service_name: str) -> Any:
-    return boto3.session.Session().resource(service_name, config=_CLIENT_CONFIG)  # type: ignore[call-overload]
+    return _session().resource(service_name, config=_CLIENT_CONFIG)  # type: ignore[call-overload]
+
+
+@cache
+def _data_loader() -> Any:
+    return botocore.session.get_session().get_component("data_loader")
+
+
+def _session() -> boto3.session.Session:
+    """A new session (credentials, region and endpoint read from the environment now, as before) on
+    the process's one data loader: botocore's endpoint table (7 MB of objects, about 70 ms to parse)
+    and each service model are read once per process, not once per client. (The loader's own
+    setting, ``AWS_DATA_PATH``, is therefore read once too.)"""
+    with _SESSION_LOCK:  # clients are made lazily, some on the fix pool's threads
+        loader = _data_loader()
+        core = botocore.session.get_session()
+        core.register_component("data_loader", loader)
+        session = boto3.session.Session(botocore_session=core)
+        loader.search_paths[:] = list(dict.fromkeys(loader.search_paths))  # boto3 adds its data path each time
+        return session
 
 
 def error_code(error: ClientError) -> str:

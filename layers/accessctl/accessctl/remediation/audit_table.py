@@ -3,35 +3,85 @@ no boto3 resource model to load at cold start.
 
 Every record goes through the hash chain (:class:`accessctl.audit.AuditChain`), batched or not:
 a user expects every record in the chain. Within ``batched()`` (a scheduled scan), records are
-collected and, when the block ends, chained per stream and written with TransactWriteItems, 50
-records (and their 50 chain links) per call, instead of one transaction each.
+collected and written 50 records (and their 50 chain links) per TransactWriteItems, instead of one
+transaction each: each full 50 as soon as it is collected, by one writer thread (so the writes
+overlap the scan's fixes, in the order the records came), and the rest when the block ends.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
 
-from accessctl.audit import AuditChain, AuditChainError
+from accessctl.audit import RECORDS_PER_TRANSACTION, AuditChain, AuditChainError
 
 
 class AuditBatchError(RuntimeError):
     pass
 
 
+class _Batch:
+    """Records collected in a ``batched()`` block, written in chunks by one writer, one chunk after
+    the other (the chain's heads carry over from one to the next)."""
+
+    def __init__(self, chain: AuditChain, chunk: int) -> None:
+        self._chain = chain
+        self._chunk = chunk
+        self._pending: list[dict[str, Any]] = []
+        self._heads: dict[str, tuple[int, str]] = {}  # touched by the writer only
+        self._writer: ThreadPoolExecutor | None = None
+        self._failures: list[tuple[int, Exception]] = []
+        self._records = 0
+
+    def add(self, items: list[dict[str, Any]]) -> None:
+        """Called under the table's lock: chunks are handed to the writer in arrival order."""
+        self._pending.extend(items)
+        self._records += len(items)
+        while len(self._pending) >= self._chunk:
+            chunk, self._pending = self._pending[: self._chunk], self._pending[self._chunk :]
+            if self._writer is None:
+                self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="audit-batch")
+            self._writer.submit(self._write, chunk)
+
+    def close(self) -> None:
+        """Write the rest, wait for the writer; raise if some records could not be written."""
+        rest, self._pending = self._pending, []
+        if self._writer is not None:
+            if rest:
+                self._writer.submit(self._write, rest)
+            self._writer.shutdown(wait=True)
+        elif rest:
+            self._write(rest)
+        if not self._failures:
+            return
+        lost = sum(count for count, _ in self._failures)
+        first = self._failures[0][1]
+        if isinstance(first, AuditChainError):
+            raise AuditBatchError(f"{lost} of {self._records} records not written: {first}") from first
+        raise first
+
+    def _write(self, records: list[dict[str, Any]]) -> None:
+        try:
+            self._chain.append(records, self._heads)
+        except Exception as error:  # noted; the later chunks are still written
+            self._heads.clear()  # read the heads again: a failed chunk may have left them unknown
+            self._failures.append((len(records), error))
+
+
 class AuditTable:
     def __init__(self, dynamodb: Any, table_name: str, max_attempts: int = 25) -> None:
         self._chain = AuditChain(dynamodb, table_name, max_attempts=max_attempts)
-        self._buffer: list[dict[str, Any]] | None = None
+        self._batch: _Batch | None = None
         self._lock = threading.Lock()
 
     def append_chained(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Write now (chained), or collect while a batch is open (then nothing is returned yet)."""
         with self._lock:
-            if self._buffer is not None:
-                self._buffer.extend(items)
+            if self._batch is not None:
+                self._batch.add(items)
                 return []
         return self._chain.append(items)
 
@@ -40,16 +90,14 @@ class AuditTable:
 
     @contextmanager
     def batched(self) -> Iterator[None]:
-        """Collect records; chain and write them when the block ends (raises AuditBatchError if some could not be)."""
+        """Collect records and write them 50 at a time, the rest when the block ends (raises
+        AuditBatchError, once all were tried, if some could not be written)."""
+        batch = _Batch(self._chain, RECORDS_PER_TRANSACTION)
         with self._lock:
-            self._buffer = []
+            self._batch = batch
         try:
             yield
         finally:
             with self._lock:
-                records, self._buffer = self._buffer or [], None
-            if records:
-                try:
-                    self._chain.append(records)
-                except AuditChainError as error:
-                    raise AuditBatchError(str(error)) from error
+                self._batch = None
+            batch.close()

@@ -136,9 +136,21 @@ class Estate:
     snapshots: list[Snapshot] = field(default_factory=list)
     policies: list[IamPolicy] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    _using: tuple[tuple[int, int], dict[str, list[Database]]] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     def databases_using(self, group_id: str) -> list[Database]:
-        return [db for db in self.databases if group_id in db.security_group_ids]
+        """In the list's order; from a map of group -> databases built once per list (a scan asks for
+        every group: one pass over the databases, not one per group)."""
+        stamp = (id(self.databases), len(self.databases))
+        if self._using is None or self._using[0] != stamp:
+            using: dict[str, list[Database]] = {}
+            for db in self.databases:
+                for group in dict.fromkeys(db.security_group_ids):
+                    using.setdefault(group, []).append(db)
+            self._using = (stamp, using)
+        return list(self._using[1].get(group_id, ()))
 
     def databases_with_parameter_group(self, group: ParameterGroup) -> list[Database]:
         wanted = "cluster" if group.kind == "cluster" else "instance"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from accessctl.remediation.settings import IpNetwork
@@ -70,6 +71,14 @@ def reaches(permission: dict[str, Any], port: int) -> bool:
 
 
 def allowed(cidr: str, allow_list: Iterable[IpNetwork]) -> bool:
+    if isinstance(allow_list, tuple):
+        return _allowed(cidr, allow_list)
+    return _allowed.__wrapped__(cidr, tuple(allow_list))
+
+
+@lru_cache(maxsize=4096)
+def _allowed(cidr: str, allow_list: tuple[IpNetwork, ...]) -> bool:
+    """Cached: a scan sees the same few ranges (0.0.0.0/0, the VPC's) on most of its groups."""
     try:
         network = ipaddress.ip_network(cidr, strict=False)
     except ValueError:

@@ -47,14 +47,21 @@ def subject(trigger: Trigger, results: list[FindingResult]) -> str:
 
 
 def batches(trigger: Trigger, results: list[FindingResult], size: int) -> list[dict[str, Any]]:
+    """Messages of up to ``size`` findings, a message closed once its findings' JSON passes the limit.
+
+    The findings' JSON length is kept as a running total (each finding encoded once): a list encodes
+    as ``[`` + its items joined by ``, `` + ``]``, so the total is what encoding the list would give.
+    """
     messages: list[dict[str, Any]] = []
     current: list[dict[str, Any]] = []
+    encoded = 2  # "[]"
     for result in results:
-        current.append(describe(result, trigger))
-        encoded = len(json.dumps(current, default=str))
+        described = describe(result, trigger)
+        encoded += len(json.dumps(described, default=str)) + (2 if current else 0)
+        current.append(described)
         if len(current) >= size or encoded > _MAX_MESSAGE_BYTES:
             messages.append({"event": "DRIFT", "trigger": trigger.model_dump(mode="json"), "findings": current})
-            current = []
+            current, encoded = [], 2
     if current:
         messages.append({"event": "DRIFT", "trigger": trigger.model_dump(mode="json"), "findings": current})
     return messages
