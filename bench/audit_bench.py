@@ -419,14 +419,29 @@ def measure_local_stack(items: list[dict[str, Any]], questions: list[Question], 
     )
 
 
-def run(records: int, runs: int, *, emulator: bool, verify_timeout: float = 900.0) -> Run:
-    """Generate, chain, and measure in memory (and on the local stack with ``emulator``)."""
+def generate(records: int, rng: random.Random) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The benchmark's records in the chained format, and each stream's newest link (see ``_chain``)."""
+    return _chain(_records(records, rng))
+
+
+def run(
+    records: int,
+    runs: int,
+    *,
+    emulator: bool,
+    verify_timeout: float = 900.0,
+    questions: list[Question] | None = None,
+) -> Run:
+    """Generate, chain, and measure in memory (and on the local stack with ``emulator``).
+
+    ``questions``: ask these instead of ``runs`` random ones (the records are the same for a size).
+    """
     rng = random.Random(SEED)
     progress(f"generating and chaining {records:,} records")
     started = time.perf_counter()
-    chained, links = _chain(_records(records, rng))
+    chained, links = generate(records, rng)
     chain_seconds = time.perf_counter() - started
-    questions = _questions(runs, rng)
+    questions = questions or _questions(runs, rng)
     places = {"in memory": measure_in_memory(chained + links, questions)}
     if emulator:
         places["local stack"] = measure_local_stack(chained + links, questions, verify_timeout)
