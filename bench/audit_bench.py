@@ -18,15 +18,19 @@ of the 10 days (88 day shards), in one or two places:
   loaded into its AuditTable with BatchWriteItem (25 items a call; not part of the measure), the
   question asked end to end as ``GET /audit/access`` over HTTP on loopback, SigV4-signed by an
   admin role (the client's ``audit_access``, as ``accessctl audit access`` does), and the whole
-  range verified the way a long range must be, ``POST /audit/verifications`` and polling (the
-  10 days outlast the API's 30 s). The answers are compared with the in-memory ones.
+  range verified by ``accessctl.audit.verify`` (what ``VerifyAuditFunction`` runs) against the
+  emulator's DynamoDB. ``--verify-api`` verifies the way a user must for 10 days (they outlast
+  the API's 30 s): ``POST /audit/verifications`` and polling; on moto that request's own chained
+  append (a TransactWriteItems, which moto answers by deep-copying the table for each action)
+  times out at 100,000 records, so it is not the default. One such append is timed at the end.
+  The answers are compared with the in-memory ones.
 
 The local stack measures moto more than the design: moto (5.2.5) answers a Query, even one on
 the table's own key, by walking every item of the table, and it sorts the whole table first, so
 each Query costs O(N log N) in the table size where DynamoDB's cost follows the items read. Run
 with ``--records 10000`` as well to see that scaling. Compare within one run.
 
-    .venv/bin/python bench/audit_bench.py [--records 100000] [--runs 50] [--emulator]
+    .venv/bin/python bench/audit_bench.py [--records 100000] [--runs 50] [--emulator [--verify-api]]
 """
 
 from __future__ import annotations
@@ -262,8 +266,10 @@ class Measured:
     verify_records: int
     verify_streams: int
     verify_seconds: float  # the verifier's own clock (VerifyReport.seconds)
+    verify_how: str = "accessctl.audit.verify"
     verify_pages: int | None = None
     verify_wall: float | None = None  # POST /audit/verifications -> DONE seen by polling
+    append_seconds: float | None = None  # one chained append (TransactWriteItems), on the emulator
 
 
 @dataclass
@@ -373,50 +379,105 @@ def _local_stack() -> Any:
             yield stack
 
 
-def measure_local_stack(items: list[dict[str, Any]], questions: list[Question], verify_timeout: float) -> Measured:
-    """The same questions as ``GET /audit/access`` and the same range verified by the API, on moto."""
+def measure_local_stack(
+    items: list[dict[str, Any]], questions: list[Question], *, verify_api: bool, verify_timeout: float
+) -> Measured:
+    """The same questions as ``GET /audit/access`` and the same range verified, on the deployed stack.
+
+    Verification runs ``accessctl.audit.verify`` (the code ``VerifyAuditFunction`` runs) here, against
+    the emulator's DynamoDB; with ``verify_api``, through ``POST /audit/verifications`` instead,
+    which first appends a chained record: on moto a TransactWriteItems deep-copies the table for
+    each of its actions, so at 100,000 records that append alone outlasts the client's 10 s and the
+    API's 30 s (``append_seconds`` measures one, after the rest).
+    """
     from accessctl_local.estate import workload
-    from bench.common import BenchError
 
     with _local_stack() as stack:
         setup = load(stack, items)
         auditor = workload(stack, AUDITOR_ROLE, opted_in=False, session_name="bench-audit").client
-        first = questions[0]
-        auditor.audit_access(first.database, first.since, first.until)  # the API function's cold start
-        latencies: list[float] = []
-        answers: list[list[dict[str, Any]]] = []
-        pages: list[int] = []
-        for number, question in enumerate(questions, 1):
-            stack.reset_api_call_counts()
-            started = time.perf_counter()
-            answer = auditor.audit_access(question.database, question.since, question.until)
-            latencies.append(time.perf_counter() - started)
-            pages.append(stack.api_call_counts().get(("dynamodb", "Query"), 0))
-            answers.append(_grants(answer["grants"]))
-            if number % 10 == 0 or number == len(questions):
-                progress(f"local stack: {number}/{len(questions)} questions, last {latencies[-1]:.2f} s")
+        latencies, answers, pages = _ask(stack, auditor, questions)
+        if verify_api:
+            measured = _verify_through_api(auditor, verify_timeout)
+        else:
+            measured = _verify_in_process(stack)
+        measured.update(setup_seconds=setup, latencies=latencies, answers=answers, pages=pages)
+        measured["append_seconds"] = _append_one(stack)
+    return Measured(items_read=None, **measured)
 
-        progress("local stack: verifying every stream (POST /audit/verifications, then polling)")
-        since, until = _verify_range()
+
+def _ask(
+    stack: Any, auditor: Any, questions: list[Question]
+) -> tuple[list[float], list[list[dict[str, Any]]], list[int]]:
+    """Each question as ``GET /audit/access``, timed at the client; Query calls counted at the emulator."""
+    first = questions[0]
+    auditor.audit_access(first.database, first.since, first.until)  # the API function's cold start
+    latencies: list[float] = []
+    answers: list[list[dict[str, Any]]] = []
+    pages: list[int] = []
+    for number, question in enumerate(questions, 1):
+        stack.reset_api_call_counts()
         started = time.perf_counter()
-        verification = auditor.start_audit_verification(since, until)
-        done = auditor.wait_audit_verification(verification["verification_id"], timeout=verify_timeout)
-        wall = time.perf_counter() - started
-        report = done.get("report")
-        if done.get("status") != "DONE" or not report:
-            raise BenchError(f"the verification ended {done.get('status')}: {done}")
-    return Measured(
-        setup_seconds=setup,
-        latencies=latencies,
-        answers=answers,
-        pages=pages,
-        items_read=None,
-        verify_ok=bool(report["ok"]),
-        verify_records=int(report["records"]),
-        verify_streams=int(report["streams"]),
-        verify_seconds=float(report["seconds"]),
-        verify_wall=wall,
-    )
+        answer = auditor.audit_access(question.database, question.since, question.until)
+        latencies.append(time.perf_counter() - started)
+        pages.append(stack.api_call_counts().get(("dynamodb", "Query"), 0))
+        answers.append(_grants(answer["grants"]))
+        if number % 10 == 0 or number == len(questions):
+            progress(f"local stack: {number}/{len(questions)} questions, last {latencies[-1]:.2f} s")
+    return latencies, answers, pages
+
+
+def _verify_in_process(stack: Any) -> dict[str, Any]:
+    from accessctl.audit import verify
+
+    progress("local stack: verifying every stream (accessctl.audit.verify against the emulator)")
+    dynamodb = stack.session().resource("dynamodb", endpoint_url=stack.endpoint_url)
+    table = dynamodb.Table(stack.resources["AuditTable"])
+    stack.reset_api_call_counts()
+    report = verify(table, *_verify_range())
+    return {
+        "verify_how": "accessctl.audit.verify",
+        "verify_ok": report.ok,
+        "verify_records": report.records,
+        "verify_streams": report.streams,
+        "verify_seconds": report.seconds,
+        "verify_pages": stack.api_call_counts().get(("dynamodb", "Query"), 0),
+    }
+
+
+def _verify_through_api(auditor: Any, timeout: float) -> dict[str, Any]:
+    from bench.common import BenchError
+
+    progress("local stack: verifying every stream (POST /audit/verifications, then polling)")
+    started = time.perf_counter()
+    verification = auditor.start_audit_verification(*_verify_range())
+    done = auditor.wait_audit_verification(verification["verification_id"], timeout=timeout)
+    wall = time.perf_counter() - started
+    report = done.get("report")
+    if done.get("status") != "DONE" or not report:
+        raise BenchError(f"the verification ended {done.get('status')}: {done}")
+    return {
+        "verify_how": "POST /audit/verifications",
+        "verify_ok": bool(report["ok"]),
+        "verify_records": int(report["records"]),
+        "verify_streams": int(report["streams"]),
+        "verify_seconds": float(report["seconds"]),
+        "verify_wall": wall,
+    }
+
+
+def _append_one(stack: Any) -> float:
+    """One chained append (head Query + TransactWriteItems of the record and its link), as every writer does.
+
+    Dated now, so outside the benchmark's days: nothing measured above changes.
+    """
+    from accessctl.audit import AuditChain
+
+    at = _at(datetime.now(UTC))
+    record = {"subject": "bench-append", "event_key": f"{at}#bench", "at": at, "day": at[:10], "actor": "bench"}
+    chain = AuditChain(stack.client("dynamodb"), stack.resources["AuditTable"], retention_days=0)
+    started = time.perf_counter()
+    chain.append([record])
+    return time.perf_counter() - started
 
 
 def generate(records: int, rng: random.Random) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -429,6 +490,7 @@ def run(
     runs: int,
     *,
     emulator: bool,
+    verify_api: bool = False,
     verify_timeout: float = 900.0,
     questions: list[Question] | None = None,
 ) -> Run:
@@ -444,7 +506,9 @@ def run(
     questions = questions or _questions(runs, rng)
     places = {"in memory": measure_in_memory(chained + links, questions)}
     if emulator:
-        places["local stack"] = measure_local_stack(chained + links, questions, verify_timeout)
+        places["local stack"] = measure_local_stack(
+            chained + links, questions, verify_api=verify_api, verify_timeout=verify_timeout
+        )
     return Run(records, len(links), chain_seconds, questions, places)
 
 
@@ -497,10 +561,15 @@ def render(result: Run) -> list[str]:
             "  records, streams, seconds",
             lambda p: f"{p.verify_records:,}, {p.verify_streams}, {p.verify_seconds:.2f} s",
         ),
+        row("  by", lambda p: p.verify_how),
         row("  Query pages", lambda p: "-" if p.verify_pages is None else str(p.verify_pages)),
         row(
             "  request -> DONE seen (async API, polled)",
             lambda p: "-" if p.verify_wall is None else f"{p.verify_wall:.1f} s",
+        ),
+        row(
+            "one chained append (head + TransactWriteItems)",
+            lambda p: "-" if p.append_seconds is None else _ms(p.append_seconds),
         ),
     ]
     headers = ["measure", *(_heading(name) for name in result.places)]
@@ -525,7 +594,12 @@ def main(argv: list[str] | None = None) -> int:
         help="also deploy the local stack, load the records into it and ask the API the same questions",
     )
     parser.add_argument(
-        "--verify-timeout", type=float, default=900.0, help="seconds to wait for the local stack's verification"
+        "--verify-api",
+        action="store_true",
+        help="on the local stack, verify through POST /audit/verifications (too slow on moto at 100,000 records)",
+    )
+    parser.add_argument(
+        "--verify-timeout", type=float, default=900.0, help="seconds to wait for --verify-api's verification"
     )
     args = parser.parse_args(argv)
     if args.records < 1 or args.runs < 1:
@@ -540,7 +614,13 @@ def main(argv: list[str] | None = None) -> int:
     machine = machine_summary()
     # The handlers log to stdout; during the run it is stderr, so stdout is only the result.
     with contextlib.redirect_stdout(sys.stderr):
-        result = run(args.records, args.runs, emulator=args.emulator, verify_timeout=args.verify_timeout)
+        result = run(
+            args.records,
+            args.runs,
+            emulator=args.emulator,
+            verify_api=args.verify_api,
+            verify_timeout=args.verify_timeout,
+        )
     broken = [name for name, place in result.places.items() if not place.verify_ok]
     print("\n".join(render(result)))
     print(
