@@ -28,18 +28,22 @@ def _questions_about_grants(count: int) -> list[Question]:
 
 
 @pytest.mark.timeout(300)
-def test_given_a_small_chained_log_when_benchmarked_on_the_local_stack_then_it_answers_as_in_memory() -> None:
+@pytest.mark.parametrize("verify_api", [False, True], ids=["verify-in-process", "verify-through-the-api"])
+def test_given_a_small_chained_log_when_benchmarked_on_the_local_stack_then_it_answers_as_in_memory(
+    verify_api: bool,
+) -> None:
     # Given 200 chained records and three questions whose windows hold a grant
     questions = _questions_about_grants(3)
 
     # When both places are measured
-    result = run(RECORDS, len(questions), emulator=True, verify_timeout=240, questions=questions)
+    result = run(RECORDS, len(questions), emulator=True, verify_api=verify_api, verify_timeout=240, questions=questions)
 
     # Then GET /audit/access gave the in-memory answers, none of them empty
     memory, stack = result.places["in memory"], result.places["local stack"]
     assert stack.answers == memory.answers
     assert all(memory.answers)
-    # And the chain loaded into the deployed AuditTable verifies, every record walked
+    # And the chain loaded into the deployed AuditTable verifies, every record walked, by the chosen path
     assert memory.verify_ok and stack.verify_ok
     assert stack.verify_records == memory.verify_records == RECORDS
     assert stack.verify_streams == memory.verify_streams == result.streams
+    assert stack.verify_how == ("POST /audit/verifications" if verify_api else "accessctl.audit.verify")
