@@ -29,7 +29,11 @@ Tested against moto 5.2.5 (``TESTED_MOTO_VERSION``). What is patched, and why:
   then keeps the partition asked for, so each ``Query`` costs the whole table (the audit table's
   head reads grow with its history; AWS reads the one partition). While such a query runs, the
   table's ``all_items`` answers with the partition alone (moto then filters and sorts it as before:
-  same items, same order, same pages). Index queries are left as they are.
+  same items, same order, same pages). A query on an index reads the whole table, as in moto, but
+  unsorted: moto sorts the whole table by primary key first (O(N log N) comparisons of
+  ``DynamoType`` objects: seconds a query at 100,000 items), then sorts what it keeps by the index
+  key and the table key, an order in which no two items tie, so the first sort cannot change the
+  answer. Scan (whose pages follow ``all_items()``'s order) keeps the sort.
   ``install_partition_query``/``uninstall_partition_query`` as for the undo log.
 """
 
@@ -222,8 +226,8 @@ def _install_partition_query() -> None:
     Table.all_items = _make_all_items(Table.all_items)  # type: ignore[method-assign]
 
 
-# The (table, partition key) a primary-key query of this thread is reading.
-_QUERIED_PARTITION: contextvars.ContextVar[tuple[Table, DynamoType] | None] = contextvars.ContextVar(
+# The table a query of this thread is reading, with the partition key of a primary-key query (None: an index query).
+_QUERIED_PARTITION: contextvars.ContextVar[tuple[Table, DynamoType | None] | None] = contextvars.ContextVar(
     "accessctl_queried_partition", default=None
 )
 
@@ -233,9 +237,11 @@ def _make_partition_query(original: Callable[..., Any]) -> Callable[..., Any]:
 
     def query(self: Table, hash_key: DynamoType | None, *args: Any, **kwargs: Any) -> Any:
         index_name = signature.bind(self, hash_key, *args, **kwargs).arguments.get("index_name")
-        if index_name or hash_key is None:
+        if hash_key is None and not index_name:
             return original(self, hash_key, *args, **kwargs)
-        token = _QUERIED_PARTITION.set((self, hash_key))
+        # An index query reads every item (None: the whole table, unsorted); a key query its partition.
+        partition = None if index_name else hash_key
+        token = _QUERIED_PARTITION.set((self, partition))
         try:
             return original(self, hash_key, *args, **kwargs)
         finally:
@@ -249,6 +255,11 @@ def _make_all_items(original: Callable[..., list[Item]]) -> Callable[..., list[I
         queried = _QUERIED_PARTITION.get()
         if queried is None or queried[0] is not self:
             return original(self)
+        if queried[1] is None:
+            # The query sorts what it keeps by a key no two items share: the table's own order is not needed.
+            if self.range_key_attr:
+                return [item for items in self.items.values() for item in items.values()]  # type: ignore[union-attr]
+            return list(self.items.values())  # type: ignore[arg-type]
         partition = self.items.get(queried[1])  # .get: items is a defaultdict, a miss must not add a key
         if partition is None:
             return []

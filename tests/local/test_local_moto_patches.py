@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import re
 import threading
 
@@ -116,3 +117,53 @@ def _api_event() -> dict[str, object]:
         "body": None,
         "requestContext": {"identity": {"userArn": None}},
     }
+
+
+def test_queries_answer_in_key_order_with_whole_pages_whatever_the_insertion_order(stack: LocalStack) -> None:
+    # Given a table with a range key and an index, filled in a shuffled order (ties on the index key)
+    ddb = stack.client("dynamodb")
+    ddb.create_table(
+        TableName="ordered",
+        BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[{"AttributeName": name, "AttributeType": "S"} for name in ("pk", "sk", "group", "at")],
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+        GlobalSecondaryIndexes=[
+            {
+                "IndexName": "ByGroup",
+                "KeySchema": [
+                    {"AttributeName": "group", "KeyType": "HASH"},
+                    {"AttributeName": "at", "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "ALL"},
+            }
+        ],
+    )
+    keys = [(f"p{p}", f"s{s:02d}") for p in range(4) for s in range(12)]
+    random.Random(3).shuffle(keys)
+    for pk, sk in keys:
+        item = {"pk": {"S": pk}, "sk": {"S": sk}, "group": {"S": f"g{int(sk[1:]) % 2}"}, "at": {"S": f"t{sk[2]}"}}
+        ddb.put_item(TableName="ordered", Item=item)
+
+    def pages(**request: object) -> list[tuple[str, str]]:
+        found: list[tuple[str, str]] = []
+        while True:
+            page = ddb.query(TableName="ordered", Limit=5, **request)
+            found += [(item["pk"]["S"], item["sk"]["S"]) for item in page["Items"]]
+            if "LastEvaluatedKey" not in page:
+                return found
+            request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    # When the index and the table are queried page by page, both ways
+    group = {"IndexName": "ByGroup", "KeyConditionExpression": "#g = :g", "ExpressionAttributeNames": {"#g": "group"}}
+    forward = pages(**group, ExpressionAttributeValues={":g": {"S": "g0"}})
+    backward = pages(**group, ExpressionAttributeValues={":g": {"S": "g0"}}, ScanIndexForward=False)
+    one_key = pages(
+        KeyConditionExpression="pk = :p AND sk BETWEEN :a AND :b",
+        ExpressionAttributeValues={":p": {"S": "p2"}, ":a": {"S": "s03"}, ":b": {"S": "s10"}},
+    )
+
+    # Then every item comes once, in (index key, table key) order, and the table's in range-key order
+    in_group = sorted((f"t{sk[2]}", pk, sk) for pk, sk in keys if int(sk[1:]) % 2 == 0)
+    assert forward == [(pk, sk) for _, pk, sk in in_group]
+    assert backward == forward[::-1]
+    assert one_key == [("p2", f"s{s:02d}") for s in range(3, 11)]
