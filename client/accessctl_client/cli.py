@@ -396,7 +396,8 @@ def _describe_export(report: ExportReport) -> str:
         if day.status == "not_exported":
             lines.append(f"{day.day}  not exported (no {day.manifest_key})")
             continue
-        summary = f"{day.day}  {day.status}: {records} records in {len(day.streams)} streams"
+        streams = sum(1 for stream in day.streams if stream.records or stream.expired or stream.found)
+        summary = f"{day.day}  {day.status}: {records} records in {streams} streams"
         lines.append(summary + (f", {expired} expired before the export" if expired else ""))
         for found in day.breaks:
             where = f"{found.stream or day.day} #{found.sequence if found.sequence is not None else '-'}"
@@ -405,13 +406,21 @@ def _describe_export(report: ExportReport) -> str:
     lines += [f"warning: {warning}" for warning in report.warnings]
     exported = [day for day in report.days if day.status != "not_exported"]
     missing = len(report.days) - len(exported)
-    tail = f"; {missing} days not exported" if missing else ""
+    tail = f"; {_count(missing, 'day')} not exported" if missing else ""
     if report.ok:
-        lines.append(f"ok: {len(exported)} exported days verify in s3://{report.bucket}/{report.prefix}{tail}")
+        where = f"s3://{report.bucket}/{report.prefix}"
+        lines.append(f"ok: every exported day verifies ({_count(len(exported), 'day')} in {where}){tail}")
     else:
         broken = sum(1 for day in report.days if day.status == "broken")
-        lines.append(f"BROKEN: {len(report.breaks)} breaks in {broken} days of s3://{report.bucket}/{report.prefix}")
+        lines.append(
+            f"BROKEN: {_count(len(report.breaks), 'break')} in {_count(broken, 'day')} "
+            f"of s3://{report.bucket}/{report.prefix}"
+        )
     return "\n".join(lines)
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
 def _cmd_revoke(client: AccessctlClient, args: argparse.Namespace) -> int:

@@ -301,6 +301,8 @@ def check_stream(
         return check
     check.sha256_ok = hashlib.sha256(body).hexdigest() == anchor.get("sha256")
     check.found = _StreamWalk(stream, anchor, exported_at, check).run(body)
+    if check.found is not None and not check.sha256_ok and check.found.kind != "sha256":
+        check.found.detail += "; the object's sha256 differs from the manifest's too"
     return check
 
 

@@ -120,9 +120,10 @@ def copy_export(
     *,
     stream: str | None = None,
     alter: Alteration | None = None,
-    drop_manifest: bool = False,
+    manifest: Callable[[bytes], bytes | None] | None = None,
 ) -> str:
-    """Copy the locked export into a new bucket without Object Lock, altering one stream's object."""
+    """Copy the locked export into a new bucket without Object Lock, altering one stream's object or
+    DAY's manifest (None: removed)."""
     bucket = f"copy-{uuid.uuid4().hex[:12]}"
     s3 = exported.s3
     s3.create_bucket(Bucket=bucket)
@@ -133,8 +134,8 @@ def copy_export(
         if key == altered_key and alter is not None:
             lines = alter(body.decode().splitlines())
             body = None if lines is None else "".join(f"{line}\n" for line in lines).encode()
-        if drop_manifest and key == manifest_key(DAY):
-            body = None
+        if manifest is not None and key == manifest_key(DAY):
+            body = manifest(body)
         if body is not None:
             s3.put_object(Bucket=bucket, Key=key, Body=body)
     return bucket
@@ -261,7 +262,7 @@ def test_given_a_day_without_manifest_when_verified_then_reported_not_exported_a
     exported: ExportedEstate, verify_export: Run
 ) -> None:
     # Given a copy of the export whose manifest is gone, and a range with a day never exported
-    bucket = copy_export(exported, drop_manifest=True)
+    bucket = copy_export(exported, manifest=lambda body: None)
 
     # When verified
     code, report = verify_export(bucket, until=NOT_EXPORTED)
@@ -279,6 +280,22 @@ def test_given_a_day_without_manifest_when_verified_then_reported_not_exported_a
         ("not_exported", manifest_key(DAY)),
         ("not_exported", manifest_key(NOT_EXPORTED)),
     ]
+
+
+@pytest.mark.parametrize(
+    "replacement",
+    [b"{not json", b'{"format": "something-else/1"}', b'{"format": "accessctl-audit-manifest/1", "day": "1999-01-01"}'],
+    ids=["not JSON", "not a manifest", "another day's"],
+)
+def test_given_a_manifest_replaced_when_verified_then_the_day_breaks_on_its_manifest(
+    exported: ExportedEstate, verify_export: Run, replacement: bytes
+) -> None:
+    bucket = copy_export(exported, manifest=lambda body: replacement)
+
+    code, report = verify_export(bucket)
+
+    (found,) = report["breaks"]
+    assert code == 1 and (found["kind"], found["key"], found["stream"]) == ("manifest", manifest_key(DAY), None)
 
 
 def test_given_an_intact_copy_without_object_lock_when_verified_then_a_warning_or_with_require_lock_a_break(
