@@ -350,8 +350,9 @@ def test_given_records_inside_retention_when_the_first_line_is_deleted_then_it_i
         ["--bucket", LOCKED, "--since", NOT_EXPORTED, "--until", DAY],
         ["--bucket", LOCKED, "--since", DAY],
         ["--bucket", LOCKED, "--since", DAY, "--until", DAY, "--no-such-option"],
+        ["--bucket", LOCKED, "--since", DAY, "--until", DAY, "--profile", "no-such-profile"],
     ],
-    ids=["no such bucket", "not a day", "since after until", "no until", "unknown option"],
+    ids=["no such bucket", "not a day", "since after until", "no until", "unknown option", "unknown profile"],
 )
 def test_given_bad_arguments_or_an_unreadable_bucket_when_verifying_then_exit_2_not_a_break(
     exported: ExportedEstate, arguments: list[str], capsys: pytest.CaptureFixture[str]
@@ -361,3 +362,15 @@ def test_given_bad_arguments_or_an_unreadable_bucket_when_verifying_then_exit_2_
 
     assert stopped.value.code == 2
     assert "error" in capsys.readouterr().err
+
+
+def test_given_no_credentials_when_verifying_then_exit_2_not_a_break(
+    exported: ExportedEstate, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+
+    code = main(["audit", "verify-export", "--bucket", LOCKED, "--since", DAY, "--until", DAY])
+
+    assert code == 2
+    assert "credentials" in capsys.readouterr().err.lower()
