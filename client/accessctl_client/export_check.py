@@ -203,7 +203,7 @@ class _StreamWalk:
             found = self._line(number, raw)
             if found is not None:
                 return found
-        return self._ends_at_head(body)
+        return self._ends_at_head()
 
     def _break(self, sequence: int | None, kind: str, detail: str, line: int | None = None) -> ExportBreak:
         return ExportBreak(
@@ -266,7 +266,7 @@ class _StreamWalk:
         except ValueError:
             return None
 
-    def _ends_at_head(self, body: bytes) -> ExportBreak | None:
+    def _ends_at_head(self) -> ExportBreak | None:
         last, head = self.check.last_sequence, _integer(self.anchor.get("last_sequence")) or 0
         if last < head:
             detail = f"the object ends at record {last} but the manifest's last is {head} (truncated)"
