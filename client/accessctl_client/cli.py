@@ -1,6 +1,7 @@
 """The ``accessctl`` command line.
 
 Exit codes: 0 granted/ok, 1 usage or other error, 2 denied, 3 failed or revoked, 4 timed out waiting.
+``audit verify-export`` is for auditors' scripts and has its own: 0 ok, 1 a break, 2 usage or access error.
 Results go to stdout (JSON with ``--json``); errors, and progress when stderr is a terminal, go to stderr.
 """
 
@@ -8,28 +9,42 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import sys
 import time
 from collections.abc import Callable, Sequence
+from datetime import date
 from typing import Any, NoReturn
 
 import botocore.session
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError
 
 from .client import AccessctlClient, __version__
 from .duration import parse_duration
 from .errors import AccessctlError, WaitTimeoutError
+from .export_check import EXPORT_PREFIX, ExportAccessError, ExportReport, verify_export
 from .models import DENIED, FAILED, GRANTED_STATUSES, REVOKED, GrantRecord, RequestView
 
 EXIT_OK, EXIT_ERROR, EXIT_DENIED, EXIT_FAILED, EXIT_TIMEOUT = 0, 1, 2, 3, 4
+# `audit verify-export`: 1 means "the export does not verify", so not checking at all must differ.
+EXIT_EXPORT_BROKEN, EXIT_EXPORT_UNCHECKED = 1, 2
+EXPORT_COMMAND = "verify-export"
+MAX_EXPORT_DAYS = 3660
 PRINT_CHOICES = ("token", "url", "env", "json")
 
 
 class _Parser(argparse.ArgumentParser):
-    # argparse exits 2 on usage errors, which would read as "denied": usage errors are 1 here.
+    # argparse exits 2 on usage errors, which would read as "denied": usage errors are 1 here
+    # (``usage_exit``), except for `audit verify-export`, whose 1 means a break.
+    def __init__(self, *args: Any, usage_exit: int = EXIT_ERROR, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.usage_exit = usage_exit
+
     def error(self, message: str) -> NoReturn:
         self.print_usage(sys.stderr)
-        self.exit(EXIT_ERROR, f"{self.prog}: error: {message}\n")
+        self.exit(self.usage_exit, f"{self.prog}: error: {message}\n")
 
 
 def _duration(text: str) -> int:
@@ -49,6 +64,15 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _day(text: str) -> date:
+    try:
+        if len(text) == 10:
+            return date.fromisoformat(text)
+    except ValueError:
+        pass
+    raise argparse.ArgumentTypeError(f"invalid day {text!r}: expected YYYY-MM-DD")
+
+
 def _common_options(in_subcommand: bool) -> _Parser:
     # Shared options are accepted before and after the subcommand. In subcommands their default is
     # SUPPRESS so that an option given before the subcommand is not overwritten by the subcommand's default.
@@ -66,7 +90,7 @@ def _common_options(in_subcommand: bool) -> _Parser:
     return parent
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> _Parser:
     """The argument parser for ``accessctl``."""
     parser = _Parser(
         prog="accessctl", description="Just-in-time IAM access to AWS RDS databases.", parents=[_common_options(False)]
@@ -156,7 +180,30 @@ def build_parser() -> argparse.ArgumentParser:
         help="run it in the background (for many days: the synchronous check must end within 30 s) and wait",
     )
     verify.set_defaults(handler=_cmd_audit_verify)
+    _verify_export_parser(audit_commands, common)
     return parser
+
+
+def _verify_export_parser(audit_commands: Any, common: list[_Parser]) -> None:
+    check = audit_commands.add_parser(
+        EXPORT_COMMAND,
+        parents=common,
+        usage_exit=EXIT_EXPORT_UNCHECKED,
+        help="check the audit export in S3 with your own credentials, without the API (exit 0 ok, 1 break, 2 error)",
+        description=(
+            "Read each day's manifest and stream objects from the export bucket and check them: each object's "
+            "sha256, every record's hash and chain link, contiguous sequences (expired records excepted), and "
+            "the manifest's head and record count. Needs s3:GetObject, s3:GetObjectRetention and s3:ListBucket "
+            "(without it a missing manifest reads as access denied). AWS_ENDPOINT_URL overrides the S3 endpoint."
+        ),
+    )
+    check.add_argument("--bucket", required=True, help="the audit export bucket")
+    check.add_argument("--prefix", default=EXPORT_PREFIX, help=f"key prefix of the export (default {EXPORT_PREFIX})")
+    check.add_argument("--since", required=True, type=_day, help="first day, YYYY-MM-DD")
+    check.add_argument("--until", required=True, type=_day, help="last day, YYYY-MM-DD")
+    check.add_argument("--require-all", action="store_true", help="a day without a manifest is a break")
+    check.add_argument("--require-lock", action="store_true", help="an object without Object Lock retention is a break")
+    check.set_defaults(handler=None, standalone=_cmd_audit_verify_export)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -164,7 +211,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
     if arguments[:1] == ["policy"]:
         return _policy_tools(arguments[1:])
-    args = build_parser().parse_args(arguments)
+    parser = build_parser()
+    if EXPORT_COMMAND in arguments:
+        parser.usage_exit = EXIT_EXPORT_UNCHECKED  # e.g. an unknown option after the subcommand's own
+    args = parser.parse_args(arguments)
+    if getattr(args, "standalone", None) is not None:
+        return int(args.standalone(parser, args))
     try:
         session = botocore.session.Session(profile=args.profile) if args.profile else None
         client = AccessctlClient(args.api_url, region=args.region, session=session)
@@ -298,6 +350,77 @@ def _cmd_audit_verify(client: AccessctlClient, args: argparse.Namespace) -> int:
         found = report.get("first_break") or {}
         _out(f"BROKEN at {found.get('stream')} #{found.get('sequence')} ({found.get('kind')}): {found.get('detail')}")
     return EXIT_OK if report.get("ok") else EXIT_ERROR
+
+
+def _cmd_audit_verify_export(parser: _Parser, args: argparse.Namespace) -> int:
+    if args.since > args.until:
+        parser.error("--since is after --until")
+    if (args.until - args.since).days >= MAX_EXPORT_DAYS:
+        parser.error(f"at most {MAX_EXPORT_DAYS} days at a time")
+    prefix = args.prefix if not args.prefix or args.prefix.endswith("/") else f"{args.prefix}/"
+    try:
+        report = verify_export(
+            _s3_client(args),
+            args.bucket,
+            args.since,
+            args.until,
+            prefix=prefix,
+            require_all=args.require_all,
+            require_lock=args.require_lock,
+        )
+    except ExportAccessError as exc:
+        _err(f"error: {exc}")
+        return EXIT_EXPORT_UNCHECKED
+    except KeyboardInterrupt:
+        return 130
+    _out(report.to_dict() if args.json else _describe_export(report))
+    return EXIT_OK if report.ok else EXIT_EXPORT_BROKEN
+
+
+def _s3_client(args: argparse.Namespace) -> Any:
+    """S3 with the caller's credential chain (or --profile); AWS_ENDPOINT_URL(_S3) is honoured by botocore."""
+    try:
+        session = botocore.session.Session(profile=args.profile) if args.profile else botocore.session.Session()
+        region = args.region or os.environ.get("AWS_REGION") or session.get_config_variable("region") or "us-east-1"
+        config = Config(retries={"mode": "standard", "max_attempts": 5})
+        return session.create_client("s3", region_name=region, config=config)
+    except BotoCoreError as exc:
+        raise ExportAccessError(f"cannot create an S3 client: {exc}") from exc
+
+
+def _describe_export(report: ExportReport) -> str:
+    lines: list[str] = []
+    for day in report.days:
+        records = sum(stream.records for stream in day.streams)
+        expired = sum(stream.expired for stream in day.streams)
+        if day.status == "not_exported":
+            lines.append(f"{day.day}  not exported (no {day.manifest_key})")
+            continue
+        streams = sum(1 for stream in day.streams if stream.records or stream.expired or stream.found)
+        summary = f"{day.day}  {day.status}: {records} records in {streams} streams"
+        lines.append(summary + (f", {expired} expired before the export" if expired else ""))
+        for found in day.breaks:
+            where = f"{found.stream or day.day} #{found.sequence if found.sequence is not None else '-'}"
+            at_line = f" [{found.key} line {found.line}]" if found.line else (f" [{found.key}]" if found.key else "")
+            lines.append(f"  BROKEN at {where} ({found.kind}): {found.detail}{at_line}")
+    lines += [f"warning: {warning}" for warning in report.warnings]
+    exported = [day for day in report.days if day.status != "not_exported"]
+    missing = len(report.days) - len(exported)
+    tail = f"; {_count(missing, 'day')} not exported" if missing else ""
+    if report.ok:
+        where = f"s3://{report.bucket}/{report.prefix}"
+        lines.append(f"ok: every exported day verifies ({_count(len(exported), 'day')} in {where}){tail}")
+    else:
+        broken = sum(1 for day in report.days if day.status == "broken")
+        lines.append(
+            f"BROKEN: {_count(len(report.breaks), 'break')} in {_count(broken, 'day')} "
+            f"of s3://{report.bucket}/{report.prefix}"
+        )
+    return "\n".join(lines)
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
 def _cmd_revoke(client: AccessctlClient, args: argparse.Namespace) -> int:

@@ -12,6 +12,11 @@ Tested against moto 5.2.5 (``TESTED_MOTO_VERSION``). What is patched, and why:
 * ``BaseResponse.call_action``: counts every AWS API call the emulator serves, per service/action.
 * ``DBInstance.__init__``: moto gives every DB instance ``DbiResourceId`` ``db-M5ENSHXFPU6XHZ4G4ZEI5QIO2U``;
   each instance gets its own random one, as in AWS.
+* ``S3Response._key_response_get``: moto 5.2.5 has no ``GetObjectRetention`` (it answers the
+  object itself, which clients cannot parse). The patch answers ``<Retention>`` from the object's
+  lock mode and retain-until date, ``NoSuchObjectLockConfiguration`` for an object without them, and
+  ``InvalidRequest`` in a bucket without Object Lock, as S3 does (``accessctl audit verify-export``
+  reads it). Also installable alone: ``install_s3_object_retention``.
 * ``resolve_credentials``: reads moto's IAM users' access keys and STS assumed-role sessions (the
   lookup ``moto/iam/access_control.py`` does) so the local API can verify SigV4 signatures.
 * ``DynamoDBBackend.transact_write_items``: moto deep-copies the whole table of every action before
@@ -69,6 +74,8 @@ from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.models.dynamo_type import DynamoType, Item
 from moto.dynamodb.models.table import StreamRecord, Table
 from moto.rds.models import DBInstance
+from moto.s3.exceptions import LockNotEnabled, S3ClientError
+from moto.s3.responses import S3Response
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +137,7 @@ class _PatchState:
         self.originals: dict[str, Any] = {}
         self.moto_transact_write_items: Callable[..., None] | None = None
         self.moto_query: tuple[Callable[..., Any], Callable[..., Any]] | None = None  # query, all_items
+        self.s3_retention_original: Callable[..., Any] | None = None
 
 
 _state = _PatchState()
@@ -160,6 +168,7 @@ def install(invoker: LambdaInvoker) -> None:
         BaseResponse.call_action = _make_call_action(_state.originals["call_action"])  # type: ignore[method-assign]
         DBInstance.__init__ = _make_dbi_init(_state.originals["dbi_init"])  # type: ignore[method-assign]
         _state.installed = True
+    install_s3_object_retention()
 
 
 def uninstall(join_timeout: float = 30.0) -> None:
@@ -177,6 +186,22 @@ def uninstall(join_timeout: float = 30.0) -> None:
         DBInstance.__init__ = _state.originals["dbi_init"]  # type: ignore[method-assign]
         _state.installed = False
         _state.invoker = None
+    uninstall_s3_object_retention()
+
+
+def install_s3_object_retention() -> None:
+    """Answer ``GetObjectRetention`` (idempotent; also part of :func:`install`)."""
+    with _state.lock:
+        if _state.s3_retention_original is None:
+            _state.s3_retention_original = S3Response._key_response_get
+            S3Response._key_response_get = _make_key_response_get(_state.s3_retention_original)  # type: ignore[method-assign]
+
+
+def uninstall_s3_object_retention() -> None:
+    with _state.lock:
+        if _state.s3_retention_original is not None:
+            S3Response._key_response_get = _state.s3_retention_original  # type: ignore[method-assign]
+            _state.s3_retention_original = None
 
 
 def drain_background(timeout: float = 30.0) -> None:
@@ -488,6 +513,37 @@ def _make_dbi_init(original: Callable[..., None]) -> Callable[..., None]:
             self.dbi_resource_id = new_dbi_resource_id()
 
     return __init__
+
+
+# ---------------------------------------------------------------- S3
+
+
+class _NoSuchObjectLockConfiguration(S3ClientError):
+    code = "NoSuchObjectLockConfiguration"
+
+    def __init__(self) -> None:
+        super().__init__("The specified object does not have a ObjectLock configuration")
+
+
+def _make_key_response_get(original: Callable[..., Any]) -> Callable[..., Any]:
+    def key_response_get(self: S3Response, query: dict[str, Any], key_name: str) -> Any:
+        if "retention" not in query:
+            return original(self, query, key_name)
+        self._set_action("KEY", "GET", query)
+        self._authenticate_and_authorize_s3_action(bucket_name=self.bucket_name, key_name=key_name)
+        if not self.backend.get_bucket(self.bucket_name).object_lock_enabled:
+            raise LockNotEnabled
+        key, _ = self._get_key()
+        if not key.lock_mode or not key.lock_until:
+            raise _NoSuchObjectLockConfiguration
+        body = (
+            '<?xml version="1.0" encoding="UTF-8"?>'
+            '<Retention xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
+            f"<Mode>{key.lock_mode}</Mode><RetainUntilDate>{key.lock_until}</RetainUntilDate></Retention>"
+        )
+        return 200, {"Content-Type": "application/xml"}, body
+
+    return key_response_get
 
 
 # ---------------------------------------------------------------- credentials

@@ -8,6 +8,8 @@ import re
 import threading
 
 import moto
+import pytest
+from botocore.exceptions import ClientError
 
 from accessctl_local import LocalStack, moto_patches
 
@@ -167,3 +169,30 @@ def test_queries_answer_in_key_order_with_whole_pages_whatever_the_insertion_ord
     assert forward == [(pk, sk) for _, pk, sk in in_group]
     assert backward == forward[::-1]
     assert one_key == [("p2", f"s{s:02d}") for s in range(3, 11)]
+
+
+def test_object_retention_is_answered_for_locked_objects_and_refused_for_others(stack: LocalStack) -> None:
+    # Given an object under a bucket's default Object Lock retention, and one in a bucket without Object Lock
+    s3 = stack.client("s3")
+    s3.create_bucket(Bucket="locked-bucket", ObjectLockEnabledForBucket=True)
+    s3.put_object_lock_configuration(
+        Bucket="locked-bucket",
+        ObjectLockConfiguration={
+            "ObjectLockEnabled": "Enabled",
+            "Rule": {"DefaultRetention": {"Mode": "GOVERNANCE", "Days": 2}},
+        },
+    )
+    s3.put_object(Bucket="locked-bucket", Key="kept", Body=b"x", ChecksumAlgorithm="SHA256")
+    s3.create_bucket(Bucket="plain-bucket")
+    s3.put_object(Bucket="plain-bucket", Key="loose", Body=b"x")
+
+    # When their retention is asked for
+    retention = s3.get_object_retention(Bucket="locked-bucket", Key="kept")["Retention"]
+
+    # Then the locked one has the default's mode and date, and the other is refused as S3 does
+    assert retention["Mode"] == "GOVERNANCE" and retention["RetainUntilDate"].year >= 2000
+    with pytest.raises(ClientError) as refused:
+        s3.get_object_retention(Bucket="plain-bucket", Key="loose")
+    assert refused.value.response["Error"]["Code"] == "InvalidRequest"
+    # And the object itself still reads as before
+    assert s3.get_object(Bucket="locked-bucket", Key="kept")["Body"].read() == b"x"
