@@ -130,8 +130,9 @@ def _submit(
     origin: RequestOrigin = RequestOrigin.API,
 ) -> SubmissionAnswer:
     assert caller.role_name is not None  # checked by _grantable_role_arn
+    request_id = str(uuid.uuid4())
     request = AccessRequest(
-        request_id=str(uuid.uuid4()),
+        request_id=request_id,
         status=RequestStatus.PENDING,
         principal_arn=caller.principal_arn,
         role_name=caller.role_name,
@@ -146,6 +147,8 @@ def _submit(
         id_token=id_token.model_dump(mode="json") if id_token else None,
         origin=origin,
         requester=requester,
+        # Named before it starts: every record of the request, this one's first, links to its workflow.
+        execution_arn=execution_arn_for(deps.settings.state_machine_arn, request_id),
     )
     deps.grants.create(request)
     deps.audit.append(
@@ -185,6 +188,13 @@ def _submit(
     return SubmissionAnswer(
         request_id=request.request_id, status=RequestStatus.PENDING, execution_arn=execution["executionArn"]
     )
+
+
+def execution_arn_for(state_machine_arn: str | None, name: str) -> str | None:
+    """The ARN Step Functions gives the execution ``name`` of ``state_machine_arn`` (the request id)."""
+    if not state_machine_arn or ":stateMachine:" not in state_machine_arn:
+        return None
+    return f"{state_machine_arn.replace(':stateMachine:', ':execution:', 1)}:{name}"
 
 
 def submit_for_person(

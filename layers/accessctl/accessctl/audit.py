@@ -276,9 +276,11 @@ class AuditLog:
         reason: str | None = None,
         details: dict[str, Any] | None = None,
         aws_requests: list[AwsRequest] | None = None,
+        execution_arn: str | None = None,
     ) -> AuditEvent:
         """Write one record. ``aws_requests``: the controller's own mutating AWS calls that made this
-        outcome (:func:`accessctl.aws.aws_requests`), for an investigator's pivot to CloudTrail."""
+        outcome (:func:`accessctl.aws.aws_requests`), for an investigator's pivot to CloudTrail.
+        ``execution_arn``: the request's Step Functions execution (default: ``request``'s)."""
         event = AuditEvent(
             event_id=str(uuid.uuid4()),
             event_type=event_type,
@@ -292,6 +294,7 @@ class AuditLog:
             reason=reason,
             details={**_requester_details(request), **(details or {})},
             aws_requests=list(aws_requests or []) or None,
+            execution_arn=execution_arn or (request.execution_arn if request else None),
         )
         item = event_item(event)
         written = self._sink([item]) or []

@@ -1,0 +1,249 @@
+"""Every path of a request leaves its audit rows, each naming the principal, the database and the
+Step Functions execution that ran it (the investigator's pivot to the workflow's history)."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from dataclasses import replace
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from accessctl.access_requests import submit_request
+from accessctl.approvals import ApprovalsStore, Approver, cast_vote, open_approval
+from accessctl.audit_query import access_between
+from accessctl.grants import evaluate_request, issue_grant, revoke_grant, sweep_expired_grants
+from accessctl.models import (
+    AccessRequestSubmission,
+    AuditEvent,
+    AuditEventType,
+    Caller,
+    Outcome,
+    RevokeReason,
+    SubmissionAnswer,
+)
+from accessctl.policy import PolicyEngine
+from accessctl.principals import resolve_caller
+from tests.conftest import ACCOUNT_ID, Estate
+from tests.faults.support import move_clock
+from tests.support.template import PROJECT_ROOT, create_table
+
+RULES = """
+@id("paths-auto")
+@outcome("auto")
+@max_minutes("15")
+permit (principal == Role::"orders-service", action == Action::"connect", resource in Database::"orders-prod")
+when { resource.name == "app_rw" };
+
+@id("paths-approval")
+@outcome("approval")
+@approver_group("db-owners")
+@approvals("1")
+@max_minutes("15")
+permit (principal == Role::"orders-service", action == Action::"connect", resource in Database::"orders-prod")
+when { resource.name == "app_ro" };
+
+@id("paths-break-glass")
+@outcome("auto")
+@break_glass("true")
+@max_minutes("15")
+permit (principal == Role::"reporting-job", action == Action::"connect", resource in Database::"orders-prod")
+when { resource.name == "app_rw" };
+"""
+APPROVER = Approver(identity="bob@example.com", groups=frozenset({"db-owners"}), via="slack:T0001/U0002")
+
+
+@cache
+def policy_engine() -> PolicyEngine:
+    directory = Path(tempfile.mkdtemp(prefix="accessctl-audit-paths-"))
+    shutil.copy(PROJECT_ROOT / "policies" / "schema.cedarschema", directory)
+    (directory / "paths.cedar").write_text(RULES, encoding="utf-8")
+    return PolicyEngine.from_directory(directory)
+
+
+@pytest.fixture
+def orders(estate: Estate) -> None:
+    for role in ("orders-service", "reporting-job"):
+        estate.role(role, path="/workloads/")
+    estate.postgres("orders-prod")
+
+
+class ResumingSfn:
+    """Step Functions as the workflow sees it, where the approval's task token is one it waits on."""
+
+    def __init__(self, sfn: Any) -> None:
+        self._sfn = sfn
+        self.resumed: list[dict[str, Any]] = []
+
+    def send_task_success(self, **kwargs: Any) -> dict[str, Any]:
+        self.resumed.append(kwargs)
+        return {}
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sfn, name)
+
+
+def _submit(estate: Estate, deps: Any, role: str, db_user: str, reason: str) -> SubmissionAnswer:
+    signed = Caller(
+        principal_arn=f"arn:aws:sts::{ACCOUNT_ID}:assumed-role/{role}/task-1",
+        account_id=ACCOUNT_ID,
+        partition="aws",
+        role_name=role,
+        source_ip="127.0.0.1",
+    )
+    caller = resolve_caller(
+        signed, deps.iam, account_id=ACCOUNT_ID, admins=frozenset(), opt_in_tag_key="accessctl-grantable"
+    )
+    body = {"database": "orders-prod", "db_user": db_user, "duration_minutes": 10, "reason": reason}
+    return submit_request(AccessRequestSubmission.model_validate(body), caller, deps)
+
+
+def _records(estate: Estate, subject: str) -> dict[AuditEventType, AuditEvent]:
+    return {event.event_type: event for event in estate.deps.audit.for_subject(subject)}
+
+
+def _assert_linked(records: dict[AuditEventType, AuditEvent], answer: SubmissionAnswer) -> None:
+    """Each record names the request's principal, database and the execution StartExecution answered."""
+    assert answer.execution_arn is not None
+    for kind, event in records.items():
+        assert event.execution_arn == answer.execution_arn, kind
+        assert (event.principal_arn or "").endswith("/task-1"), kind
+        assert event.database == "orders-prod", kind
+
+
+def test_given_an_allowed_request_when_granted_and_revoked_at_expiry_then_each_step_is_audited_and_linked(
+    estate: Estate, orders: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given an allowed request, granted
+    answer = _submit(estate, estate.deps, "orders-service", "app_rw", "grant path")
+    evaluate_request(answer.request_id, policy_engine(), estate.deps)
+    issue_grant(answer.request_id, estate.deps)
+    # When its workflow revokes it at expiry
+    move_clock(monkeypatch, 11)
+    revoke_grant(answer.request_id, RevokeReason.EXPIRED, "workflow", estate.deps)
+
+    # Then submitted, decided (allow), issued and revoked (expired) are on the trail, each linked
+    records = _records(estate, answer.request_id)
+    assert list(records) == [
+        AuditEventType.REQUEST_SUBMITTED,
+        AuditEventType.REQUEST_DECIDED,
+        AuditEventType.GRANT_ISSUED,
+        AuditEventType.GRANT_REVOKED,
+    ]
+    assert records[AuditEventType.REQUEST_DECIDED].outcome == Outcome.ALLOW.value
+    assert records[AuditEventType.GRANT_REVOKED].reason == RevokeReason.EXPIRED.value
+    _assert_linked(records, answer)
+
+
+def test_given_a_request_no_rule_allows_when_decided_then_the_denial_and_its_reason_are_audited_and_linked(
+    estate: Estate, orders: None
+) -> None:
+    answer = _submit(estate, estate.deps, "orders-service", "admin", "deny path")
+
+    evaluate_request(answer.request_id, policy_engine(), estate.deps)
+
+    records = _records(estate, answer.request_id)
+    decided = records[AuditEventType.REQUEST_DECIDED]
+    assert decided.outcome == Outcome.DENY.value and decided.reason
+    _assert_linked(records, answer)
+
+
+def test_given_a_request_needing_approval_when_approved_and_granted_then_the_approver_is_audited_and_linked(
+    estate: Estate, orders: None
+) -> None:
+    # Given a request that needs one approval from db-owners, asked of them
+    create_table(estate.session.client("dynamodb"), "ChatOpsTable", "chatops")
+    sfn = ResumingSfn(estate.deps.sfn)
+    deps = replace(estate.deps, approvals=ApprovalsStore(estate.session.resource("dynamodb").Table("chatops")), sfn=sfn)
+    answer = _submit(estate, deps, "orders-service", "app_ro", "approval path")
+    assert evaluate_request(answer.request_id, policy_engine(), deps).outcome == Outcome.NEEDS_APPROVAL
+    open_approval(answer.request_id, "token-1", deps, None)
+
+    # When bob approves and the workflow resumes to grant
+    cast_vote(answer.request_id, APPROVER, "APPROVE", deps, None)
+    assert sfn.resumed and sfn.resumed[0]["taskToken"] == "token-1"
+    issue_grant(answer.request_id, deps)
+
+    # Then the request, the vote and the grant are audited and linked
+    records = _records(estate, answer.request_id)
+    assert {
+        AuditEventType.APPROVAL_REQUESTED,
+        AuditEventType.APPROVAL_VOTE,
+        AuditEventType.GRANT_ISSUED,
+    } <= set(records)
+    assert records[AuditEventType.APPROVAL_VOTE].actor == APPROVER.identity
+    _assert_linked(records, answer)
+
+
+def test_given_a_live_grant_when_the_same_access_is_asked_again_then_the_extension_is_audited_on_both_and_linked(
+    estate: Estate, orders: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = _submit(estate, estate.deps, "orders-service", "app_rw", "first start")
+    evaluate_request(first.request_id, policy_engine(), estate.deps)
+    issue_grant(first.request_id, estate.deps)
+    move_clock(monkeypatch, 5)
+
+    second = _submit(estate, estate.deps, "orders-service", "app_rw", "second start")
+    evaluate_request(second.request_id, policy_engine(), estate.deps)
+    issue_grant(second.request_id, estate.deps)
+
+    # The extension is recorded on the grant and on the request that asked, both linked to the
+    # execution that made it (the second request's)
+    extended_grant = _records(estate, first.request_id)[AuditEventType.GRANT_EXTENDED]
+    assert extended_grant.execution_arn == second.execution_arn
+    records = _records(estate, second.request_id)
+    assert AuditEventType.GRANT_EXTENDED in records
+    _assert_linked(records, second)
+
+
+def test_given_a_grant_when_its_holder_revokes_it_early_then_the_revocation_is_audited_and_linked(
+    estate: Estate, orders: None
+) -> None:
+    answer = _submit(estate, estate.deps, "orders-service", "app_rw", "early revoke path")
+    evaluate_request(answer.request_id, policy_engine(), estate.deps)
+    issue_grant(answer.request_id, estate.deps)
+    holder = f"arn:aws:sts::{ACCOUNT_ID}:assumed-role/orders-service/task-1"
+
+    revoke_grant(answer.request_id, RevokeReason.EARLY, holder, estate.deps)
+
+    records = _records(estate, answer.request_id)
+    revoked = records[AuditEventType.GRANT_REVOKED]
+    assert (revoked.reason, revoked.actor) == (RevokeReason.EARLY.value, holder)
+    _assert_linked(records, answer)
+
+
+def test_given_a_grant_its_workflow_missed_when_the_sweeper_revokes_it_then_that_is_audited_and_linked(
+    estate: Estate, orders: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    answer = _submit(estate, estate.deps, "orders-service", "app_rw", "sweeper path")
+    evaluate_request(answer.request_id, policy_engine(), estate.deps)
+    issue_grant(answer.request_id, estate.deps)
+    move_clock(monkeypatch, 11)
+
+    sweep_expired_grants(estate.deps)
+
+    records = _records(estate, answer.request_id)
+    revoked = records[AuditEventType.GRANT_REVOKED]
+    assert (revoked.reason, revoked.actor) == (RevokeReason.SWEEP.value, "sweeper")
+    _assert_linked(records, answer)
+
+
+def test_given_a_break_glass_rule_when_it_allows_then_a_high_severity_record_is_audited_and_linked(
+    estate: Estate, orders: None
+) -> None:
+    answer = _submit(estate, estate.deps, "reporting-job", "app_rw", "break-glass path")
+
+    evaluate_request(answer.request_id, policy_engine(), estate.deps)
+    issue_grant(answer.request_id, estate.deps)
+
+    records = _records(estate, answer.request_id)
+    used = records[AuditEventType.BREAK_GLASS_USED]
+    assert (used.outcome, used.details["rule_id"]) == ("HIGH", "paths-break-glass")
+    assert AuditEventType.GRANT_ISSUED in records
+    _assert_linked(records, answer)
+    issued = records[AuditEventType.GRANT_ISSUED]
+    (grant,) = access_between(estate.deps.audit.table, "orders-prod", issued.at, issued.at).grants
+    assert grant.break_glass is True
