@@ -151,7 +151,7 @@ def test_given_a_request_no_rule_allows_when_decided_then_the_denial_and_its_rea
     _assert_linked(records, answer)
 
 
-def test_given_a_request_needing_approval_when_approved_and_granted_then_the_approver_is_audited_and_linked(
+def test_given_a_request_needing_approval_when_approved_and_granted_then_the_approver_is_audited_and_answers_who_approved(
     estate: Estate, orders: None
 ) -> None:
     # Given a request that needs one approval from db-owners, asked of them
@@ -167,7 +167,7 @@ def test_given_a_request_needing_approval_when_approved_and_granted_then_the_app
     assert sfn.resumed and sfn.resumed[0]["taskToken"] == "token-1"
     issue_grant(answer.request_id, deps)
 
-    # Then the request, the vote and the grant are audited and linked
+    # Then the request, the vote and the grant are audited and linked, and bob is who approved it
     records = _records(estate, answer.request_id)
     assert {
         AuditEventType.APPROVAL_REQUESTED,
@@ -176,6 +176,9 @@ def test_given_a_request_needing_approval_when_approved_and_granted_then_the_app
     } <= set(records)
     assert records[AuditEventType.APPROVAL_VOTE].actor == APPROVER.identity
     _assert_linked(records, answer)
+    issued = records[AuditEventType.GRANT_ISSUED]
+    (grant,) = access_between(estate.deps.audit.table, "orders-prod", issued.at, issued.at).grants
+    assert grant.approved_by == [APPROVER.identity]
 
 
 def test_given_a_live_grant_when_the_same_access_is_asked_again_then_the_extension_is_audited_on_both_and_linked(

@@ -289,6 +289,7 @@ def _audit_extension(
             "extended_by": request.request_id,
             "previous_expires_at": previous_expires_at,
             "expires_at": grant.expires_at,
+            "approved_by": approvers_of(request.request_id, deps),
             **extra,
         },
         aws_requests=iam_calls,
