@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 
 from accessctl.access_requests import submit_request
 from accessctl.approvals import ApprovalsStore, Approver, cast_vote, open_approval
@@ -28,7 +29,7 @@ from accessctl.models import (
 from accessctl.policy import PolicyEngine
 from accessctl.principals import resolve_caller
 from tests.conftest import ACCOUNT_ID, Estate
-from tests.faults.support import move_clock
+from tests.faults.support import FaultyClient, move_clock
 from tests.support.template import PROJECT_ROOT, create_table
 
 RULES = """
@@ -250,3 +251,27 @@ def test_given_a_break_glass_rule_when_it_allows_then_a_high_severity_record_is_
     issued = records[AuditEventType.GRANT_ISSUED]
     (grant,) = access_between(estate.deps.audit.table, "orders-prod", issued.at, issued.at).grants
     assert grant.break_glass is True
+
+
+def test_given_a_grant_past_expiry_the_sweeper_cannot_revoke_when_swept_twice_then_the_failure_is_audited_once(
+    estate: Estate, orders: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a grant past expiry, and IAM refusing to detach its policy
+    answer = _submit(estate, estate.deps, "orders-service", "app_rw", "sweeper failure path")
+    evaluate_request(answer.request_id, policy_engine(), estate.deps)
+    issue_grant(answer.request_id, estate.deps)
+    move_clock(monkeypatch, 11)
+    refused = ClientError({"Error": {"Code": "AccessDenied", "Message": "no"}}, "DetachRolePolicy")
+    failing = replace(estate.deps, iam=FaultyClient(estate.deps.iam, detach_role_policy=[refused, refused]))
+
+    # When the sweeper tries, and tries again a minute later
+    first, second = sweep_expired_grants(failing), sweep_expired_grants(failing)
+
+    # Then both sweeps report it, and the trail says once that the sweeper could not revoke it
+    assert answer.request_id in first.failed and answer.request_id in second.failed
+    failures = [
+        e for e in estate.deps.audit.for_subject(answer.request_id) if e.event_type == AuditEventType.REVOKE_FAILED
+    ]
+    assert len(failures) == 1
+    assert failures[0].actor == "sweeper" and "AccessDenied" in (failures[0].reason or "")
+    _assert_linked({AuditEventType.REVOKE_FAILED: failures[0]}, answer)

@@ -1,0 +1,76 @@
+"""The operator's metrics: time to grant, revocation lag, grants active, and the expiry sweep's heartbeat."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from accessctl.grants import evaluate_request, issue_grant, revoke_grant, sweep_expired_grants
+from accessctl.models import RevokeReason
+from accessctl.observability import metrics
+from tests.audit.test_audit_paths import _submit, orders, policy_engine  # noqa: F401
+from tests.conftest import Estate
+from tests.faults.support import move_clock
+
+pytestmark = pytest.mark.usefixtures("orders")  # the roles and database of tests.audit.test_audit_paths
+
+
+@pytest.fixture
+def emitted() -> Iterator[dict[str, Any]]:
+    """The metrics added since the test began (what the handler's flush would write as EMF)."""
+    metrics.clear_metrics()
+    yield metrics.metric_set
+    metrics.clear_metrics()
+
+
+def _values(emitted: dict[str, Any], name: str) -> list[float]:
+    return list(emitted.get(name, {}).get("Value", []))
+
+
+def _granted(estate: Estate, reason: str, role: str = "orders-service") -> str:
+    answer = _submit(estate, estate.deps, role, "app_rw", reason)
+    evaluate_request(answer.request_id, policy_engine(), estate.deps)
+    issue_grant(answer.request_id, estate.deps)
+    return answer.request_id
+
+
+def test_given_a_request_when_granted_then_the_time_to_grant_is_measured(
+    estate: Estate, emitted: dict[str, Any]
+) -> None:
+    _granted(estate, "time to grant")
+
+    (seconds,) = _values(emitted, "TimeToGrant")
+    assert 0 <= seconds < 60
+    assert emitted["TimeToGrant"]["Unit"] == "Seconds"
+
+
+def test_given_grants_past_expiry_when_revoked_then_the_revocation_lag_is_measured_from_the_expiry(
+    estate: Estate, emitted: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    early = _granted(estate, "revoked early")
+    revoke_grant(early, RevokeReason.EARLY, "holder", estate.deps)  # not late: no lag
+    by_workflow = _granted(estate, "revoked by its workflow")
+    _granted(estate, "revoked by the sweeper", role="reporting-job")
+    move_clock(monkeypatch, 12)  # two minutes past the 10-minute grants
+
+    revoke_grant(by_workflow, RevokeReason.EXPIRED, "workflow", estate.deps)
+    sweep_expired_grants(estate.deps)
+
+    lags = _values(emitted, "RevocationLag")
+    assert len(lags) == 2 and all(110 <= lag <= 130 for lag in lags), lags
+
+
+def test_given_live_grants_when_swept_then_grants_active_and_the_sweep_heartbeat_are_emitted(
+    estate: Estate, emitted: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _granted(estate, "first")
+    _granted(estate, "second")  # extends the first: still one grant
+    other = _submit(estate, estate.deps, "orders-service", "admin", "denied")
+    evaluate_request(other.request_id, policy_engine(), estate.deps)
+
+    sweep_expired_grants(estate.deps)
+
+    assert _values(emitted, "GrantsActive") == [1.0]
+    assert _values(emitted, "ExpirySweeps") == [1.0]
