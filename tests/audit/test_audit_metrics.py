@@ -74,3 +74,17 @@ def test_given_live_grants_when_swept_then_grants_active_and_the_sweep_heartbeat
 
     assert _values(emitted, "GrantsActive") == [1.0]
     assert _values(emitted, "ExpirySweeps") == [1.0]
+
+
+def test_given_the_active_count_failing_when_swept_then_the_sweep_still_completes(
+    estate: Estate, emitted: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def fails() -> int:
+        raise RuntimeError("injected: the count query failed")
+
+    monkeypatch.setattr(estate.deps.grants, "count_active", fails)
+
+    report = sweep_expired_grants(estate.deps)
+
+    assert report.failed == {}
+    assert "GrantsActive" not in emitted and _values(emitted, "ExpirySweeps") == [1.0]

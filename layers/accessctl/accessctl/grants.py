@@ -635,7 +635,10 @@ def sweep_expired_grants(deps: Dependencies, grace: timedelta = timedelta(second
             _audit_sweep_failure(request, report.failed[request.request_id], deps)
     metrics.add_metric(name="SweeperRevoked", unit="Count", value=len(report.revoked))
     metrics.add_metric(name="SweeperFailures", unit="Count", value=len(report.failed))
-    metrics.add_metric(name="GrantsActive", unit="Count", value=deps.grants.count_active())
+    try:
+        metrics.add_metric(name="GrantsActive", unit="Count", value=deps.grants.count_active())
+    except Exception:  # a gauge, not the sweep's work: the revocations above stand
+        logger.exception("grants active was not counted")
     # One per completed expiry sweep: the sweeper-not-running alarm's heartbeat (a sweep that fails
     # before here, or is never invoked, sends none).
     metrics.add_metric(name="ExpirySweeps", unit="Count", value=1)
