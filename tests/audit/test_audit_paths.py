@@ -29,7 +29,7 @@ from accessctl.models import (
 from accessctl.policy import PolicyEngine
 from accessctl.principals import resolve_caller
 from tests.conftest import ACCOUNT_ID, Estate
-from tests.faults.support import FaultyClient, move_clock
+from tests.faults.support import FaultyClient, audit_write_fails_once, move_clock
 from tests.support.template import PROJECT_ROOT, create_table
 
 RULES = """
@@ -275,3 +275,29 @@ def test_given_a_grant_past_expiry_the_sweeper_cannot_revoke_when_swept_twice_th
     assert len(failures) == 1
     assert failures[0].actor == "sweeper" and "AccessDenied" in (failures[0].reason or "")
     _assert_linked({AuditEventType.REVOKE_FAILED: failures[0]}, answer)
+
+
+def test_given_a_vote_whose_audit_write_failed_when_the_approver_clicks_again_then_it_is_audited_once_and_decides(
+    estate: Estate, orders: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a request waiting for one approval, and bob's approval counted but its audit write failed
+    create_table(estate.session.client("dynamodb"), "ChatOpsTable", "chatops")
+    sfn = ResumingSfn(estate.deps.sfn)
+    deps = replace(estate.deps, approvals=ApprovalsStore(estate.session.resource("dynamodb").Table("chatops")), sfn=sfn)
+    answer = _submit(estate, deps, "orders-service", "app_ro", "vote audit failure")
+    evaluate_request(answer.request_id, policy_engine(), deps)
+    open_approval(answer.request_id, "token-1", deps, None)
+    audit_write_fails_once(estate, monkeypatch, AuditEventType.APPROVAL_VOTE)
+    with pytest.raises(RuntimeError):
+        cast_vote(answer.request_id, APPROVER, "APPROVE", deps, None)
+
+    # When bob clicks again (Slack retries, or he does)
+    result = cast_vote(answer.request_id, APPROVER, "APPROVE", deps, None)
+
+    # Then his vote is on the trail once, and it decides the request: the workflow resumes
+    votes = [
+        e for e in estate.deps.audit.for_subject(answer.request_id) if e.event_type == AuditEventType.APPROVAL_VOTE
+    ]
+    assert [vote.actor for vote in votes] == [APPROVER.identity]
+    assert result.outcome.value == "APPROVED"
+    assert [call["taskToken"] for call in sfn.resumed] == ["token-1"]
