@@ -3,6 +3,8 @@ Step Functions execution that ran it (the investigator's pivot to the workflow's
 
 from __future__ import annotations
 
+import io
+import json
 import shutil
 import tempfile
 from dataclasses import replace
@@ -13,9 +15,10 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from accessctl.access_requests import submit_request
+from accessctl.access_requests import revoke_early, submit_request
 from accessctl.approvals import ApprovalsStore, Approver, cast_vote, open_approval
 from accessctl.audit_query import access_between
+from accessctl.errors import TransientError
 from accessctl.grants import evaluate_request, issue_grant, revoke_grant, sweep_expired_grants
 from accessctl.models import (
     AccessRequestSubmission,
@@ -87,7 +90,7 @@ class ResumingSfn:
         return getattr(self._sfn, name)
 
 
-def _submit(estate: Estate, deps: Any, role: str, db_user: str, reason: str) -> SubmissionAnswer:
+def _caller(deps: Any, role: str) -> Caller:
     signed = Caller(
         principal_arn=f"arn:aws:sts::{ACCOUNT_ID}:assumed-role/{role}/task-1",
         account_id=ACCOUNT_ID,
@@ -95,9 +98,13 @@ def _submit(estate: Estate, deps: Any, role: str, db_user: str, reason: str) -> 
         role_name=role,
         source_ip="127.0.0.1",
     )
-    caller = resolve_caller(
+    return resolve_caller(
         signed, deps.iam, account_id=ACCOUNT_ID, admins=frozenset(), opt_in_tag_key="accessctl-grantable"
     )
+
+
+def _submit(estate: Estate, deps: Any, role: str, db_user: str, reason: str) -> SubmissionAnswer:
+    caller = _caller(deps, role)
     body = {"database": "orders-prod", "db_user": db_user, "duration_minutes": 10, "reason": reason}
     return submit_request(AccessRequestSubmission.model_validate(body), caller, deps)
 
@@ -301,3 +308,58 @@ def test_given_a_vote_whose_audit_write_failed_when_the_approver_clicks_again_th
     assert [vote.actor for vote in votes] == [APPROVER.identity]
     assert result.outcome.value == "APPROVED"
     assert [call["taskToken"] for call in sfn.resumed] == ["token-1"]
+
+
+class FailingRevokeFunction:
+    """The revoke function as the API invokes it, failing (IAM throttled past its retries, say)."""
+
+    def __init__(self) -> None:
+        self.payloads: list[dict[str, Any]] = []
+
+    def invoke(self, **kwargs: Any) -> dict[str, Any]:
+        self.payloads.append(json.loads(kwargs["Payload"]))
+        error = {"errorType": "TransientError", "errorMessage": "AWS is throttling or unavailable: Throttling"}
+        return {"StatusCode": 200, "FunctionError": "Unhandled", "Payload": io.BytesIO(json.dumps(error).encode())}
+
+
+def test_given_an_early_revoke_that_fails_when_asked_then_the_failure_is_audited_with_who_asked_and_linked(
+    estate: Estate, orders: None
+) -> None:
+    # Given a live grant, and a revoke function that fails
+    answer = _submit(estate, estate.deps, "orders-service", "app_rw", "early revoke failure")
+    evaluate_request(answer.request_id, policy_engine(), estate.deps)
+    issue_grant(answer.request_id, estate.deps)
+    revoker = FailingRevokeFunction()
+    deps = replace(estate.deps, lambda_client=revoker)
+    holder = _caller(deps, "orders-service")
+
+    # When its holder asks to revoke it now
+    with pytest.raises(TransientError):
+        revoke_early(answer.request_id, holder, deps)
+
+    # Then the trail says who asked and why it failed
+    assert revoker.payloads[0]["reason"] == RevokeReason.EARLY.value
+    failures = [
+        e for e in estate.deps.audit.for_subject(answer.request_id) if e.event_type == AuditEventType.REVOKE_FAILED
+    ]
+    assert len(failures) == 1
+    assert failures[0].actor == holder.principal_arn and "Throttling" in (failures[0].reason or "")
+    assert failures[0].details["revoke_reason"] == RevokeReason.EARLY.value
+    _assert_linked({AuditEventType.REVOKE_FAILED: failures[0]}, answer)
+
+
+def test_given_a_submission_whose_audit_write_fails_then_the_request_is_recorded_failed_and_no_workflow_starts(
+    estate: Estate, orders: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    audit_write_fails_once(estate, monkeypatch, AuditEventType.REQUEST_SUBMITTED)
+    started = estate.deps.sfn.list_executions(stateMachineArn=estate.deps.settings.state_machine_arn)["executions"]
+
+    with pytest.raises(RuntimeError):
+        _submit(estate, estate.deps, "orders-service", "app_rw", "unaudited submission")
+
+    # Then the request that was recorded is not left pending: it failed, and why is recorded
+    table = estate.session.resource("dynamodb").Table("grants")
+    (item,) = table.scan()["Items"]
+    assert item["status"] == "FAILED" and "audit" in item["failure"]
+    after = estate.deps.sfn.list_executions(stateMachineArn=estate.deps.settings.state_machine_arn)["executions"]
+    assert after == started

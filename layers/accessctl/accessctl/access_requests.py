@@ -151,14 +151,23 @@ def _submit(
         execution_arn=execution_arn_for(deps.settings.state_machine_arn, request_id),
     )
     deps.grants.create(request)
-    deps.audit.append(
-        AuditEventType.REQUEST_SUBMITTED,
-        subject=request.request_id,
-        actor=_submitter(caller, requester),
-        request=request,
-        reason=request.reason,
-        details={"requested_minutes": request.requested_minutes, "source_ip": caller.source_ip},
-    )
+    try:
+        deps.audit.append(
+            AuditEventType.REQUEST_SUBMITTED,
+            subject=request.request_id,
+            actor=_submitter(caller, requester),
+            request=request,
+            reason=request.reason,
+            details={"requested_minutes": request.requested_minutes, "source_ip": caller.source_ip},
+        )
+    except Exception:
+        # Unaudited, so never started: the request ends FAILED (the caller gets an error and retries).
+        deps.grants.record_status(
+            request.request_id,
+            RequestStatus.FAILED,
+            failure="its audit record could not be written; nothing was granted",
+        )
+        raise
     workflow_input = WorkflowInput(
         request_id=request.request_id,
         principal_arn=request.principal_arn,
@@ -278,6 +287,18 @@ def revoke_early(grant_id: str, caller: Caller, deps: Dependencies) -> GrantView
     answer = json.loads(response["Payload"].read() or b"{}")
     if response.get("FunctionError"):
         logger.error("early revoke failed", extra={"request_id": grant_id, "error": answer})
+        why = (
+            f"{answer.get('errorType', 'Error')}: {answer.get('errorMessage', '')}" if isinstance(answer, dict) else ""
+        )
+        deps.audit.append(
+            AuditEventType.REVOKE_FAILED,
+            subject=grant_id,
+            actor=caller.principal_arn,
+            request=request,
+            reason=why[:1000] or "the revoke function failed",
+            details={"revoke_reason": RevokeReason.EARLY.value},
+        )
+        metrics.add_metric(name="RevocationFailures", unit="Count", value=1)
         raise TransientError("the grant could not be revoked right now; the sweeper will retry, please retry too")
     return _grant_view(deps.grants.get(grant_id))
 
