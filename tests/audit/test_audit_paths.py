@@ -363,3 +363,26 @@ def test_given_a_submission_whose_audit_write_fails_then_the_request_is_recorded
     assert item["status"] == "FAILED" and "audit" in item["failure"]
     after = estate.deps.sfn.list_executions(stateMachineArn=estate.deps.settings.state_machine_arn)["executions"]
     assert after == started
+
+
+def test_given_an_early_revoke_that_revoked_then_failed_to_stop_the_workflow_then_no_revoke_failure_is_audited(
+    estate: Estate, orders: None
+) -> None:
+    # Given a revoke function that revokes the grant, then fails (stopping the workflow was throttled)
+    answer = _submit(estate, estate.deps, "orders-service", "app_rw", "revoked then failed")
+    evaluate_request(answer.request_id, policy_engine(), estate.deps)
+    issue_grant(answer.request_id, estate.deps)
+
+    class RevokesThenFails(FailingRevokeFunction):
+        def invoke(self, **kwargs: Any) -> dict[str, Any]:
+            revoke_grant(answer.request_id, RevokeReason.EARLY, "holder", estate.deps)
+            return super().invoke(**kwargs)
+
+    deps = replace(estate.deps, lambda_client=RevokesThenFails())
+
+    with pytest.raises(TransientError):
+        revoke_early(answer.request_id, _caller(deps, "orders-service"), deps)
+
+    # Then the trail has the revocation, and no failure
+    kinds = [event.event_type for event in estate.deps.audit.for_subject(answer.request_id)]
+    assert AuditEventType.GRANT_REVOKED in kinds and AuditEventType.REVOKE_FAILED not in kinds

@@ -290,15 +290,16 @@ def revoke_early(grant_id: str, caller: Caller, deps: Dependencies) -> GrantView
         why = (
             f"{answer.get('errorType', 'Error')}: {answer.get('errorMessage', '')}" if isinstance(answer, dict) else ""
         )
-        deps.audit.append(
-            AuditEventType.REVOKE_FAILED,
-            subject=grant_id,
-            actor=caller.principal_arn,
-            request=request,
-            reason=why[:1000] or "the revoke function failed",
-            details={"revoke_reason": RevokeReason.EARLY.value},
-        )
-        metrics.add_metric(name="RevocationFailures", unit="Count", value=1)
+        if deps.grants.get(grant_id).status != RequestStatus.REVOKED:  # not: revoked, then stopping its workflow failed
+            deps.audit.append(
+                AuditEventType.REVOKE_FAILED,
+                subject=grant_id,
+                actor=caller.principal_arn,
+                request=request,
+                reason=why[:1000] or "the revoke function failed",
+                details={"revoke_reason": RevokeReason.EARLY.value},
+            )
+            metrics.add_metric(name="RevocationFailures", unit="Count", value=1)
         raise TransientError("the grant could not be revoked right now; the sweeper will retry, please retry too")
     return _grant_view(deps.grants.get(grant_id))
 
