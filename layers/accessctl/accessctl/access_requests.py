@@ -41,7 +41,7 @@ from accessctl.models import (
     to_iso,
     utc_now,
 )
-from accessctl.observability import logger, metrics
+from accessctl.observability import correlate, logger, metrics
 from accessctl.signals.oidc import VerifiedIdToken
 
 IDEMPOTENCY_WINDOW_SECONDS = 3600
@@ -151,6 +151,7 @@ def _submit(
         execution_arn=execution_arn_for(deps.settings.state_machine_arn, request_id),
     )
     deps.grants.create(request)
+    correlate(request.request_id)
     try:
         deps.audit.append(
             AuditEventType.REQUEST_SUBMITTED,
@@ -305,6 +306,7 @@ def revoke_early(grant_id: str, caller: Caller, deps: Dependencies) -> GrantView
 
 
 def _visible_request(request_id: str, caller: Caller, deps: Dependencies) -> AccessRequest:
+    correlate(request_id)
     try:
         request = deps.grants.get(request_id)
     except NotFoundError:

@@ -36,7 +36,7 @@ from accessctl.models import (
     to_iso,
     utc_now,
 )
-from accessctl.observability import logger, metrics
+from accessctl.observability import correlate, logger, metrics
 from accessctl.store import update_expression
 
 APPROVAL_PREFIX = "approval#"
@@ -278,6 +278,7 @@ def cast_vote(
     channel: ApprovalChannel | None,
 ) -> VoteResult:
     """One approver's click. Refusals change nothing but the audit trail."""
+    correlate(request_id)
     store = _store(deps)
     try:
         approval, token = store.get(request_id)
