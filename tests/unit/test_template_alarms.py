@@ -83,7 +83,7 @@ def test_every_alarm_watches_metrics_the_code_sends() -> None:
     ("what", "metrics"),
     [
         ("a grant past expiry still attached", {"SweeperRevoked", "SweeperFailures"}),
-        ("a revocation failing", {"RevocationFailures", "SweeperFailures"}),
+        ("a revocation failing", {"RevocationFailures", "SweeperFailures", "IntegrityFailures"}),
         ("the sweeper not running", {"ExpirySweeps"}),
         ("a break-glass use", {"BreakGlassUsed"}),
         ("remediation failing", {"DriftFailed", "Errors"}),

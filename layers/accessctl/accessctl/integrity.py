@@ -104,6 +104,10 @@ def remediate(finding: Finding, deps: Dependencies, notifier: Notifier | None = 
     """Remove what the finding names, audit why, and tell operators."""
     subject = finding.grant_id or finding.policy_arn
     request = _record(finding.grant_id, deps)
+    # Counted when found, whether or not the removal below succeeds (a failed one is IntegrityFailures).
+    metrics.add_metric(
+        name="SweeperFindingsTampered" if finding.kind == "tampered" else "SweeperFindingsOrphan", unit="Count", value=1
+    )
     if finding.kind == "tampered" and request is not None:
         deps.audit.append(
             AuditEventType.GRANT_TAMPERED,
@@ -128,9 +132,6 @@ def remediate(finding: Finding, deps: Dependencies, notifier: Notifier | None = 
             details={"policy_arn": finding.policy_arn, "detached_from": detached},
             aws_requests=iam_calls,
         )
-    metrics.add_metric(
-        name="SweeperFindingsTampered" if finding.kind == "tampered" else "SweeperFindingsOrphan", unit="Count", value=1
-    )
     logger.warning("grant integrity finding removed", extra={"finding": finding.__dict__})
     if notifier is not None and request is not None:
         notifier.send("TAMPERED" if finding.kind == "tampered" else "ORPHAN_REMOVED", request)
@@ -167,6 +168,8 @@ def _check_and_remediate(
             return  # already gone: nothing to remediate
         logger.exception("integrity check failed", extra={"policy_arn": policy_arn})
         report.failed[policy_arn] = f"{error_code(error)}: {error}"
+        metrics.add_metric(name="IntegrityFailures", unit="Count", value=1)
     except Exception as error:  # isolate each policy; the next sweep retries
         logger.exception("integrity check failed", extra={"policy_arn": policy_arn})
         report.failed[policy_arn] = f"{type(error).__name__}: {error}"
+        metrics.add_metric(name="IntegrityFailures", unit="Count", value=1)
