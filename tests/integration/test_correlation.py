@@ -58,3 +58,18 @@ def test_given_a_later_api_call_about_no_request_then_no_earlier_request_id_is_l
 
     (probe,) = _lines(lines, "probe")
     assert probe.get("correlation_id") != answer["request_id"] and "api_request_id" not in probe
+
+
+def test_every_handler_starts_each_invocation_with_a_clean_logger() -> None:
+    # Keys one invocation added (a request's correlation id, api_request_id) never reach the next
+    # one's lines, nor, where functions share a process (the local stack), another function's.
+    import re
+
+    from tests.support.template import PROJECT_ROOT
+
+    handlers = sorted((PROJECT_ROOT / "functions").glob("*/app.py"))
+    decorators = {
+        path.parent.name: re.findall(r"@logger\.inject_lambda_context\b[^\n]*", path.read_text()) for path in handlers
+    }
+    assert handlers and all(found for found in decorators.values()), decorators
+    assert {name: found for name, found in decorators.items() if not all("clear_state=True" in d for d in found)} == {}
