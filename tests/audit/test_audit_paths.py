@@ -386,3 +386,31 @@ def test_given_an_early_revoke_that_revoked_then_failed_to_stop_the_workflow_the
     # Then the trail has the revocation, and no failure
     kinds = [event.event_type for event in estate.deps.audit.for_subject(answer.request_id)]
     assert AuditEventType.GRANT_REVOKED in kinds and AuditEventType.REVOKE_FAILED not in kinds
+
+
+def test_given_an_orphan_policy_the_sweeper_cannot_remove_when_swept_twice_then_the_finding_is_audited_once(
+    estate: Estate, orders: None
+) -> None:
+    from accessctl.grant_policy import build_grant_policy
+    from accessctl.integrity import sweep_integrity
+
+    # Given a grant policy nobody issued, attached to a role, and IAM refusing to detach it
+    iam = estate.session.client("iam")
+    document = build_grant_policy(
+        "arn:aws:rds-db:us-east-1:123456789012:dbuser:db-ABCDEFGHIJKLMNOPQRSTUVWXYZ/app_rw", "2099-01-01T00:00:00Z"
+    )
+    arn = iam.create_policy(
+        PolicyName="hand-made", Path=estate.deps.settings.grants_path, PolicyDocument=json.dumps(document)
+    )["Policy"]["Arn"]
+    iam.attach_role_policy(RoleName="orders-service", PolicyArn=arn)
+    refused = ClientError({"Error": {"Code": "AccessDenied", "Message": "no"}}, "DetachRolePolicy")
+    failing = replace(estate.deps, iam=FaultyClient(estate.deps.iam, detach_role_policy=[refused, refused]))
+
+    # When the integrity sweep runs twice
+    first, second = sweep_integrity(failing), sweep_integrity(failing)
+
+    # Then both report it, and the trail holds the finding, and that it could not be removed, once
+    assert arn in first.failed and arn in second.failed
+    (failure,) = [e for e in estate.deps.audit.for_subject(arn) if e.event_type == AuditEventType.REVOKE_FAILED]
+    assert failure.actor == "sweeper" and "AccessDenied" in (failure.reason or "")
+    assert failure.details["finding"] == "orphan" and failure.details["policy_arn"] == arn
