@@ -318,10 +318,12 @@ def _cmd_audit_access(client: AccessctlClient, args: argparse.Namespace) -> int:
     else:
         for grant in answer["grants"]:
             flag = " BREAK-GLASS" if grant.get("break_glass") else ""
+            approvers = grant.get("approved_by") or []
+            approved = ", ".join(approvers) if isinstance(approvers, list) else str(approvers)
             _out(
                 f"{grant['grant_id']}  {grant.get('principal_arn') or '-'}  {grant.get('db_user') or '-'}  "
                 f"{grant['issued_at']} -> {grant.get('ends_at') or 'open'}  approved by: "
-                f"{grant.get('approved_by') or '-'}{flag}"
+                f"{approved or '-'}{flag}"
             )
     return EXIT_OK
 

@@ -18,7 +18,7 @@ from accessctl.policy import PolicyEngine
 POLICY_ENGINE = PolicyEngine.from_directory(Path(__file__).parent / get_settings().policies_dir)
 
 
-@logger.inject_lambda_context(correlation_id_path="request_id")
+@logger.inject_lambda_context(correlation_id_path="request_id", clear_state=True)
 @metrics.log_metrics
 @tracer.capture_lambda_handler(capture_response=False)
 @event_parser(model=StepInput)

@@ -16,7 +16,7 @@ def _notifier() -> Notifier:
     return build_notifier(deps.settings, deps.sns)
 
 
-@logger.inject_lambda_context(correlation_id_path="request_id")
+@logger.inject_lambda_context(correlation_id_path="request_id", clear_state=True)
 @metrics.log_metrics
 @tracer.capture_lambda_handler(capture_response=False)
 @event_parser(model=NotifyInput)

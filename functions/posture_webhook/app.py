@@ -48,7 +48,7 @@ def handle_domain_error(error: AccessctlError) -> Response[Any]:
     return Response(status_code=error.status_code, content_type="application/json", body={"message": str(error)})
 
 
-@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True)
 @metrics.log_metrics
 @tracer.capture_lambda_handler(capture_response=False)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from accessctl.models import ApprovalStepInput
 from accessctl.observability import logger, metrics, tracer
 
 
-@logger.inject_lambda_context(correlation_id_path="request_id")
+@logger.inject_lambda_context(correlation_id_path="request_id", clear_state=True)
 @metrics.log_metrics
 @tracer.capture_lambda_handler(capture_response=False)
 @event_parser(model=ApprovalStepInput)

@@ -11,7 +11,7 @@ from accessctl.observability import logger, metrics, tracer
 from accessctl.slack_requests import SlackWork
 
 
-@logger.inject_lambda_context
+@logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
 @tracer.capture_lambda_handler(capture_response=False)
 @event_parser(model=SlackWork)

@@ -10,7 +10,7 @@ from accessctl.dependencies import default_dependencies
 from accessctl.observability import logger, metrics, tracer
 
 
-@logger.inject_lambda_context(correlation_id_path="verification_id")
+@logger.inject_lambda_context(correlation_id_path="verification_id", clear_state=True)
 @metrics.log_metrics
 @tracer.capture_lambda_handler(capture_response=False)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:

@@ -139,3 +139,23 @@ def test_given_a_garbage_token_when_querying_then_bad_request(audit: Any, token:
 
     with pytest.raises(BadRequestError):
         query(audit.table, AuditFilter(principal_arn=ALICE), token)
+
+
+def test_given_approved_grants_when_asking_who_had_access_then_each_names_who_approved_it_and_its_extensions(
+    estate: Estate,
+) -> None:
+    from accessctl.audit_query import access_between
+
+    # Given g4 approved by carol and extended by a request dave approved; g5 made without approval
+    audit = estate.deps.audit
+    grant = {"database": "payments", "db_user": "app_ro", "principal_arn": ALICE}
+    _record(audit, 0, "GRANT_ISSUED", "g4", **grant, details={"expires_at": _at(60), "approved_by": ["carol"]})
+    extension = {"grant_id": "g4", "extended_by": "r9", "expires_at": _at(90), "approved_by": ["dave", "carol"]}
+    _record(audit, 50, "GRANT_EXTENDED", "g4", **grant, details=extension)
+    _record(audit, 5, "GRANT_ISSUED", "g5", **grant, details={"expires_at": _at(20), "approved_by": []})
+
+    # When asked who had access in the first 70 minutes (the extension's included)
+    answer = access_between(audit.table, "payments", _at(0), _at(70))
+
+    # Then each grant names its approvers, the extension's included, each once
+    assert {grant.grant_id: grant.approved_by for grant in answer.grants} == {"g4": ["carol", "dave"], "g5": []}

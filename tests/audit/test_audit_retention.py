@@ -147,3 +147,103 @@ def test_given_a_shortened_retention_when_verified_then_it_is_an_edit(
     report = verify(table, DAY, DAY, now=at(TIMES[-1]))
 
     assert report.first_break is not None and (report.first_break.kind, report.first_break.sequence) == ("edited", 2)
+
+
+# Six records of one stream under one day's retention: two early in the day, four later.
+SHORT_TIMES = [f"{DAY}T{hour:02d}:00:00.000000Z" for hour in (1, 2, 10, 12, 20, 22)]
+
+
+@pytest.fixture
+def short_lived(table: Any) -> list[dict[str, Any]]:
+    return [write(table, instant, retention_days=1) for instant in SHORT_TIMES]
+
+
+def _expire(table: Any, item: dict[str, Any]) -> None:
+    """DynamoDB's TTL: the record and its link both carry retain_until, and both go."""
+    delete_record(table, item)
+    delete_link(table, item)
+
+
+def test_given_the_first_records_and_their_links_expired_when_verified_days_later_then_no_break(
+    table: Any, short_lived: list[dict[str, Any]]
+) -> None:
+    # Given records 1, 2 and 4 removed with their links by TTL, and the day long past retention
+    for item in (short_lived[0], short_lived[1], short_lived[3]):
+        _expire(table, item)
+
+    # When verified several days later
+    report = verify(table, DAY, DAY, now=at(SHORT_TIMES[-1]) + timedelta(days=5))
+
+    # Then the expired prefix and the expired record inside it are accepted, the rest verifies
+    assert report.ok, report.first_break
+    assert (report.expired, report.records) == (3, 3)
+
+
+def test_given_an_expired_prefix_when_an_unexpired_record_and_its_link_are_deleted_then_it_is_found_at_its_position(
+    table: Any, short_lived: list[dict[str, Any]]
+) -> None:
+    # Given records 1 and 2 expired and removed with their links; record 4 (12:00) has hours left
+    now = at(SHORT_TIMES[1]) + timedelta(days=1, minutes=30)
+    for item in short_lived[:2]:
+        _expire(table, item)
+    # When someone deletes record 4 and its link
+    _expire(table, short_lived[3])
+
+    report = verify(table, DAY, DAY, now=now)
+
+    # Then the deletion is reported at 4, not the expired prefix
+    assert report.first_break is not None and (report.first_break.kind, report.first_break.sequence) == ("missing", 4)
+    assert report.expired == 2
+
+
+def test_given_an_expired_prefix_when_an_unexpired_record_is_edited_then_it_is_found_at_its_position(
+    table: Any, short_lived: list[dict[str, Any]]
+) -> None:
+    now = at(SHORT_TIMES[1]) + timedelta(days=1, minutes=30)
+    for item in short_lived[:2]:
+        _expire(table, item)
+    target = short_lived[4]
+    table.update_item(
+        Key={"subject": target["subject"], "event_key": target["event_key"]},
+        UpdateExpression="SET actor = :a",
+        ExpressionAttributeValues={":a": "someone else"},
+    )
+
+    report = verify(table, DAY, DAY, now=now)
+
+    assert report.first_break is not None and (report.first_break.kind, report.first_break.sequence) == ("edited", 5)
+
+
+def test_given_an_expired_prefix_when_the_last_record_is_deleted_then_the_tail_is_found(
+    table: Any, short_lived: list[dict[str, Any]]
+) -> None:
+    # Given the expired prefix gone; the last record (22:00, unexpired) deleted by hand, its link left
+    now = at(SHORT_TIMES[1]) + timedelta(days=1, minutes=30)
+    for item in short_lived[:2]:
+        _expire(table, item)
+    delete_record(table, short_lived[-1])
+
+    report = verify(table, DAY, DAY, now=now)
+
+    assert report.first_break is not None and (report.first_break.kind, report.first_break.sequence) == ("missing", 6)
+
+
+def test_given_an_expired_prefix_when_the_last_record_and_its_link_are_deleted_then_the_tail_is_found(
+    table: Any, short_lived: list[dict[str, Any]]
+) -> None:
+    # Given the expired prefix gone; the last record and its link deleted by hand: the link before it
+    # no longer ends the chain, and the record before it must still match that link
+    now = at(SHORT_TIMES[1]) + timedelta(days=1, minutes=30)
+    for item in short_lived[:2]:
+        _expire(table, item)
+    _expire(table, short_lived[-1])
+    penultimate = short_lived[-2]
+    table.update_item(
+        Key={"subject": penultimate["subject"], "event_key": penultimate["event_key"]},
+        UpdateExpression="SET actor = :a",
+        ExpressionAttributeValues={":a": "someone else"},
+    )
+
+    report = verify(table, DAY, DAY, now=now)
+
+    assert report.first_break is not None and (report.first_break.kind, report.first_break.sequence) == ("edited", 5)

@@ -98,3 +98,18 @@ def test_given_async_when_verifying_then_it_starts_polls_and_reports(
     assert "2026-11-02#1 #3 (missing)" in capsys.readouterr().out
     start = cli_api.requests[0]
     assert json.loads(start.body)["since"] == "2026-11-01T00:00:00Z"
+
+
+def test_given_approved_grants_when_asked_who_had_access_then_the_approvers_are_named(
+    cli_api: StubApi, capsys: pytest.CaptureFixture[str]
+) -> None:
+    approved = {"grant_id": "g1", "issued_at": "T1", "ends_at": "T2", "approved_by": ["bob", "carol"]}
+    unapproved = {"grant_id": "g2", "issued_at": "T3", "ends_at": "T4", "approved_by": []}
+    answer = {"database": "orders", "since": "a", "until": "b", "grants": [approved, unapproved]}
+    cli_api.on("GET", "/audit/access", (200, answer))
+
+    code = main(["audit", "access", "--database", "orders", "--from", "2026-12-01T00:00:00Z", "--to", "2026-12-02"])
+
+    lines = capsys.readouterr().out.splitlines()
+    assert code == 0
+    assert lines[0].endswith("approved by: bob, carol") and lines[1].endswith("approved by: -")

@@ -41,7 +41,7 @@ from accessctl.models import (
     to_iso,
     utc_now,
 )
-from accessctl.observability import logger, metrics
+from accessctl.observability import correlate, logger, metrics
 from accessctl.signals.oidc import VerifiedIdToken
 
 IDEMPOTENCY_WINDOW_SECONDS = 3600
@@ -130,8 +130,9 @@ def _submit(
     origin: RequestOrigin = RequestOrigin.API,
 ) -> SubmissionAnswer:
     assert caller.role_name is not None  # checked by _grantable_role_arn
+    request_id = str(uuid.uuid4())
     request = AccessRequest(
-        request_id=str(uuid.uuid4()),
+        request_id=request_id,
         status=RequestStatus.PENDING,
         principal_arn=caller.principal_arn,
         role_name=caller.role_name,
@@ -146,16 +147,28 @@ def _submit(
         id_token=id_token.model_dump(mode="json") if id_token else None,
         origin=origin,
         requester=requester,
+        # Named before it starts: every record of the request, this one's first, links to its workflow.
+        execution_arn=execution_arn_for(deps.settings.state_machine_arn, request_id),
     )
     deps.grants.create(request)
-    deps.audit.append(
-        AuditEventType.REQUEST_SUBMITTED,
-        subject=request.request_id,
-        actor=_submitter(caller, requester),
-        request=request,
-        reason=request.reason,
-        details={"requested_minutes": request.requested_minutes, "source_ip": caller.source_ip},
-    )
+    correlate(request.request_id)
+    try:
+        deps.audit.append(
+            AuditEventType.REQUEST_SUBMITTED,
+            subject=request.request_id,
+            actor=_submitter(caller, requester),
+            request=request,
+            reason=request.reason,
+            details={"requested_minutes": request.requested_minutes, "source_ip": caller.source_ip},
+        )
+    except Exception:
+        # Unaudited, so never started: the request ends FAILED (the caller gets an error and retries).
+        deps.grants.record_status(
+            request.request_id,
+            RequestStatus.FAILED,
+            failure="its audit record could not be written; nothing was granted",
+        )
+        raise
     workflow_input = WorkflowInput(
         request_id=request.request_id,
         principal_arn=request.principal_arn,
@@ -185,6 +198,13 @@ def _submit(
     return SubmissionAnswer(
         request_id=request.request_id, status=RequestStatus.PENDING, execution_arn=execution["executionArn"]
     )
+
+
+def execution_arn_for(state_machine_arn: str | None, name: str) -> str | None:
+    """The ARN Step Functions gives the execution ``name`` of ``state_machine_arn`` (the request id)."""
+    if not state_machine_arn or ":stateMachine:" not in state_machine_arn:
+        return None
+    return f"{state_machine_arn.replace(':stateMachine:', ':execution:', 1)}:{name}"
 
 
 def submit_for_person(
@@ -268,11 +288,25 @@ def revoke_early(grant_id: str, caller: Caller, deps: Dependencies) -> GrantView
     answer = json.loads(response["Payload"].read() or b"{}")
     if response.get("FunctionError"):
         logger.error("early revoke failed", extra={"request_id": grant_id, "error": answer})
+        why = (
+            f"{answer.get('errorType', 'Error')}: {answer.get('errorMessage', '')}" if isinstance(answer, dict) else ""
+        )
+        if deps.grants.get(grant_id).status != RequestStatus.REVOKED:  # not: revoked, then stopping its workflow failed
+            deps.audit.append(
+                AuditEventType.REVOKE_FAILED,
+                subject=grant_id,
+                actor=caller.principal_arn,
+                request=request,
+                reason=why[:1000] or "the revoke function failed",
+                details={"revoke_reason": RevokeReason.EARLY.value},
+            )
+            metrics.add_metric(name="RevocationFailures", unit="Count", value=1)
         raise TransientError("the grant could not be revoked right now; the sweeper will retry, please retry too")
     return _grant_view(deps.grants.get(grant_id))
 
 
 def _visible_request(request_id: str, caller: Caller, deps: Dependencies) -> AccessRequest:
+    correlate(request_id)
     try:
         request = deps.grants.get(request_id)
     except NotFoundError:

@@ -36,7 +36,7 @@ from accessctl.models import (
     to_iso,
     utc_now,
 )
-from accessctl.observability import logger, metrics
+from accessctl.observability import correlate, logger, metrics
 from accessctl.store import update_expression
 
 APPROVAL_PREFIX = "approval#"
@@ -278,31 +278,20 @@ def cast_vote(
     channel: ApprovalChannel | None,
 ) -> VoteResult:
     """One approver's click. Refusals change nothing but the audit trail."""
+    correlate(request_id)
     store = _store(deps)
     try:
         approval, token = store.get(request_id)
     except NotFoundError:
         return VoteResult(VoteOutcome.ALREADY_DECIDED, f"request {request_id} is not waiting for approval")
     request: AccessRequest = deps.grants.get(request_id)
-    refusal = _refusal(approval, approver)
-    if refusal is None:
-        vote = ApprovalVote(
-            approver=approver.identity,
-            decision="APPROVE" if decision == "APPROVE" else "DENY",
-            at=to_iso(utc_now()),
-            via=approver.via,
-        )
-        counted = store.add_vote(request_id, vote)
-        if counted is None:
-            approval, _ = store.get(request_id)
-            refusal = _refusal(approval, approver) or VoteResult(
-                VoteOutcome.ALREADY_DECIDED, "this request was already decided", approval
-            )
+    vote, counted, refusal, audit_vote = _take_vote(store, approval, approver, decision, deps)
     if refusal is not None:
         _audit_refusal(request, approver, refusal, deps)
         return refusal
-    assert counted is not None
-    _audit_vote(request, vote, counted, deps)
+    assert vote is not None and counted is not None
+    if audit_vote:
+        _audit_vote(request, vote, counted, deps)
     if vote.decision == "DENY":
         return _finish(request, counted, token, ApprovalStatus.DENIED, [approver.identity], deps, channel)
     if len(counted.approvers) >= counted.approvals_required:
@@ -313,6 +302,52 @@ def cast_vote(
     return VoteResult(
         VoteOutcome.COUNTED, f"approval counted; {still} more needed from {counted.approver_group}", counted
     )
+
+
+def _take_vote(
+    store: ApprovalsStore, approval: Approval, approver: Approver, decision: str, deps: ApprovalDeps
+) -> tuple[ApprovalVote | None, Approval | None, VoteResult | None, bool]:
+    """(vote, the approval counting it, None, whether to audit it), or (None, None, why it is refused, False).
+
+    An approver clicking again after a click that counted the vote and stopped before auditing it or
+    deciding gets that vote finished, not refused."""
+    refusal = _refusal(approval, approver)
+    if refusal is not None and refusal.outcome == VoteOutcome.ALREADY_VOTED:
+        unfinished = _unfinished_vote(approval, approver, deps)
+        if unfinished is not None:
+            return unfinished[0], approval, None, unfinished[1]
+    if refusal is not None:
+        return None, None, refusal, False
+    vote = ApprovalVote(
+        approver=approver.identity,
+        decision="APPROVE" if decision == "APPROVE" else "DENY",
+        at=to_iso(utc_now()),
+        via=approver.via,
+    )
+    counted = store.add_vote(approval.request_id, vote)
+    if counted is None:
+        approval, _ = store.get(approval.request_id)
+        refusal = _refusal(approval, approver) or VoteResult(
+            VoteOutcome.ALREADY_DECIDED, "this request was already decided", approval
+        )
+        return None, None, refusal, False
+    return vote, counted, None, True
+
+
+def _unfinished_vote(approval: Approval, approver: Approver, deps: ApprovalDeps) -> tuple[ApprovalVote, bool] | None:
+    """The approver's counted vote on a still-pending approval, if an earlier click stopped before
+    finishing it: its audit record missing (``True``: write it), or the decision it completes not made."""
+    if approval.status != ApprovalStatus.PENDING:
+        return None
+    vote = next((vote for vote in approval.votes if vote.approver == approver.identity), None)
+    if vote is None:
+        return None
+    audited = any(
+        event.event_type == AuditEventType.APPROVAL_VOTE and event.actor == approver.identity
+        for event in deps.audit.for_subject(approval.request_id)
+    )
+    decides = vote.decision == "DENY" or len(approval.approvers) >= approval.approvals_required
+    return (vote, not audited) if not audited or decides else None
 
 
 def _refusal(approval: Approval, approver: Approver) -> VoteResult | None:

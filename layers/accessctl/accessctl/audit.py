@@ -276,9 +276,11 @@ class AuditLog:
         reason: str | None = None,
         details: dict[str, Any] | None = None,
         aws_requests: list[AwsRequest] | None = None,
+        execution_arn: str | None = None,
     ) -> AuditEvent:
         """Write one record. ``aws_requests``: the controller's own mutating AWS calls that made this
-        outcome (:func:`accessctl.aws.aws_requests`), for an investigator's pivot to CloudTrail."""
+        outcome (:func:`accessctl.aws.aws_requests`), for an investigator's pivot to CloudTrail.
+        ``execution_arn``: the request's Step Functions execution (default: ``request``'s)."""
         event = AuditEvent(
             event_id=str(uuid.uuid4()),
             event_type=event_type,
@@ -292,6 +294,7 @@ class AuditLog:
             reason=reason,
             details={**_requester_details(request), **(details or {})},
             aws_requests=list(aws_requests or []) or None,
+            execution_arn=execution_arn or (request.execution_arn if request else None),
         )
         item = event_item(event)
         written = self._sink([item]) or []
@@ -409,7 +412,8 @@ def verify(
     - its link survives: the link's ``retain_until`` (the record's own) must have passed;
     - its link is gone too: a lower bound of its ``retain_until`` must have passed. The bound is the
       previous surviving record's (or link's) ``retain_until`` minus :data:`APPEND_DELAY_BOUND`
-      (``s`` was appended after it); at the start of a stream, the anchor's ``first_retain_until``,
+      (``s`` was appended after it); while nothing before ``s`` survived (the stream's start, or a
+      run of gaps from it whose records and links are all gone), the anchor's ``first_retain_until``,
       else the day's start plus the retention of the next surviving record.
 
     A record without ``retain_until`` never expires, so with retention off every gap is a deletion,
@@ -485,6 +489,7 @@ class _StreamWalker:
         self.walk = _Walk()
         self.previous: str | None = genesis_hash(stream)  # None: unknown across an expired gap
         self.previous_retain: int | None = None  # of the last surviving record or link
+        self.kept = False  # a record or link of this stream has survived so far
         self.day_start = int(datetime.fromisoformat(stream[:10]).replace(tzinfo=UTC).timestamp())
 
     def run(self) -> _Walk:
@@ -536,14 +541,16 @@ class _StreamWalker:
         self.previous = str(link["record_hash"]) if link is not None else None
         if link is not None:
             self.previous_retain = _retain(link)
+            self.kept = True
         return None
 
     def _retain_lower_bound(self, following: dict[str, Any] | None) -> int | None:
         """The least ``retain_until`` a record whose record and link are both gone can have had."""
-        if self.walk.records or self.walk.expired:  # something before it survived or was accounted for
+        if self.kept:  # a record or link before it survived: it was appended after that one
             if self.previous_retain is None:
                 return None
             return self.previous_retain - int(APPEND_DELAY_BOUND.total_seconds())
+        # Nothing before it survived (only gaps whose record and link are both gone): the stream's start.
         if self.anchor is not None and self.anchor.first_retain_until is not None:
             return self.anchor.first_retain_until - int(APPEND_DELAY_BOUND.total_seconds())
         retain = _retain(following)
@@ -564,6 +571,7 @@ class _StreamWalker:
             return ChainBreak(kind="edited", detail=detail, **position)
         self.previous = str(item["record_hash"])
         self.previous_retain = _retain(item)
+        self.kept = True
         return None
 
     def _tail(self) -> ChainBreak | None:

@@ -94,7 +94,8 @@ class AccessInterval(BaseModel):
     revoked_at: str | None = None
     ends_at: str | None = None  # revoked_at, else the last known expiry
     break_glass: bool = False
-    approved_by: str | None = None  # approvals do not exist yet
+    # Who approved the grant, then each extension's approvers (from GRANT_ISSUED / GRANT_EXTENDED), each once.
+    approved_by: list[str] = Field(default_factory=list)
 
 
 class AccessAnswer(BaseModel):
@@ -241,13 +242,21 @@ def _fold(grants: dict[str, AccessInterval], break_glass: set[str], event: Audit
             db_user=event.db_user,
             issued_at=event.at,
             expires_at=details.get("expires_at"),
+            approved_by=_approvers(details),
         )
     elif event.event_type == AuditEventType.GRANT_EXTENDED:
         grant = grants.get(str(details.get("grant_id", event.subject)))
         if grant is not None and details.get("expires_at"):
             grant.expires_at = max(grant.expires_at or "", str(details["expires_at"]))
+        if grant is not None:
+            grant.approved_by += [name for name in _approvers(details) if name not in grant.approved_by]
     elif event.subject in grants and grants[event.subject].revoked_at is None:
         grants[event.subject].revoked_at = event.at
+
+
+def _approvers(details: dict[str, Any]) -> list[str]:
+    names = details.get("approved_by") or []
+    return list(dict.fromkeys(str(name) for name in names)) if isinstance(names, list) else []
 
 
 def encode_token(partition: str, key: dict[str, Any] | None) -> str:

@@ -168,6 +168,7 @@ def issue_grant(request_id: str, deps: Dependencies) -> Grant:
     deps.grants.record_active(request_id)
     _audit_grant_issued(request, grant, deps, iam_calls=iam_calls)
     metrics.add_metric(name="GrantsIssued", unit="Count", value=1)
+    metrics.add_metric(name="TimeToGrant", unit="Seconds", value=_seconds_since(request.requested_at))
     logger.info("grant issued", extra={"request_id": request_id, "expires_at": grant.expires_at})
     return grant
 
@@ -289,6 +290,7 @@ def _audit_extension(
             "extended_by": request.request_id,
             "previous_expires_at": previous_expires_at,
             "expires_at": grant.expires_at,
+            "approved_by": approvers_of(request.request_id, deps),
             **extra,
         },
         aws_requests=iam_calls,
@@ -450,10 +452,21 @@ def revoke_grant(
         aws_requests=iam_calls,
     )
     metrics.add_metric(name=f"GrantsRevoked{reason.value.title()}", unit="Count", value=1)
+    if reason in (RevokeReason.EXPIRED, RevokeReason.SWEEP) and request.grant is not None:
+        # How long a grant outlived its expiry in IAM (its policy's own condition stopped new logins at expiry).
+        metrics.add_metric(
+            name="RevocationLag", unit="Seconds", value=max(0.0, _seconds_since(request.grant.expires_at))
+        )
     if reason == RevokeReason.EARLY:
         stop_execution(request.execution_arn, deps, cause=f"grant revoked early by {actor}")
     logger.info("grant revoked", extra={"request_id": request_id, "reason": reason.value})
     return Revocation(request_id=request_id, status="REVOKED", detached_from=detached)
+
+
+def _seconds_since(instant: str) -> float:
+    """Seconds from an ISO instant (``...Z``) to now, on this module's clock."""
+    then = datetime.fromisoformat(instant.replace("Z", "+00:00"))
+    return (utc_now() - then).total_seconds()
 
 
 def _terminate_sessions(request: AccessRequest, deps: Dependencies) -> SessionTermination | None:
@@ -619,9 +632,40 @@ def sweep_expired_grants(deps: Dependencies, grace: timedelta = timedelta(second
         except Exception as error:  # isolate each grant; the next sweep retries
             logger.exception("sweeper could not revoke", extra={"request_id": request.request_id})
             report.failed[request.request_id] = f"{type(error).__name__}: {error}"
+            _audit_sweep_failure(request, report.failed[request.request_id], deps)
     metrics.add_metric(name="SweeperRevoked", unit="Count", value=len(report.revoked))
     metrics.add_metric(name="SweeperFailures", unit="Count", value=len(report.failed))
+    try:
+        metrics.add_metric(name="GrantsActive", unit="Count", value=deps.grants.count_active())
+    except Exception:  # a gauge, not the sweep's work: the revocations above stand
+        logger.exception("grants active was not counted")
+    # One per completed expiry sweep: the sweeper-not-running alarm's heartbeat (a sweep that fails
+    # before here, or is never invoked, sends none).
+    metrics.add_metric(name="ExpirySweeps", unit="Count", value=1)
     return report
+
+
+def _audit_sweep_failure(request: AccessRequest, why: str, deps: Dependencies) -> None:
+    """A grant past expiry the sweeper could not revoke goes on the trail, once (it retries every minute).
+
+    Never raises: the other grants are still swept; an audit write that fails is tried again on the next sweep.
+    """
+    try:
+        written = any(
+            event.event_type == AuditEventType.REVOKE_FAILED and event.actor == "sweeper"
+            for event in deps.audit.for_subject(request.request_id)
+        )
+        if not written:
+            deps.audit.append(
+                AuditEventType.REVOKE_FAILED,
+                subject=request.request_id,
+                actor="sweeper",
+                request=request,
+                reason=why,
+                details={"expires_at": request.grant.expires_at if request.grant else None},
+            )
+    except Exception:
+        logger.exception("the sweeper's failed revocation was not audited", extra={"request_id": request.request_id})
 
 
 __all__ = [

@@ -104,6 +104,10 @@ def remediate(finding: Finding, deps: Dependencies, notifier: Notifier | None = 
     """Remove what the finding names, audit why, and tell operators."""
     subject = finding.grant_id or finding.policy_arn
     request = _record(finding.grant_id, deps)
+    # Counted when found, whether or not the removal below succeeds (a failed one is IntegrityFailures).
+    metrics.add_metric(
+        name="SweeperFindingsTampered" if finding.kind == "tampered" else "SweeperFindingsOrphan", unit="Count", value=1
+    )
     if finding.kind == "tampered" and request is not None:
         deps.audit.append(
             AuditEventType.GRANT_TAMPERED,
@@ -128,9 +132,6 @@ def remediate(finding: Finding, deps: Dependencies, notifier: Notifier | None = 
             details={"policy_arn": finding.policy_arn, "detached_from": detached},
             aws_requests=iam_calls,
         )
-    metrics.add_metric(
-        name="SweeperFindingsTampered" if finding.kind == "tampered" else "SweeperFindingsOrphan", unit="Count", value=1
-    )
     logger.warning("grant integrity finding removed", extra={"finding": finding.__dict__})
     if notifier is not None and request is not None:
         notifier.send("TAMPERED" if finding.kind == "tampered" else "ORPHAN_REMOVED", request)
@@ -157,6 +158,7 @@ def check_policies(policy_arns: list[str], deps: Dependencies, notifier: Notifie
 def _check_and_remediate(
     policy_arn: str, deps: Dependencies, notifier: Notifier | None, report: IntegrityReport
 ) -> None:
+    finding: Finding | None = None
     try:
         finding = check_grant_policy_integrity(policy_arn, deps)
         if finding is not None:
@@ -167,6 +169,33 @@ def _check_and_remediate(
             return  # already gone: nothing to remediate
         logger.exception("integrity check failed", extra={"policy_arn": policy_arn})
         report.failed[policy_arn] = f"{error_code(error)}: {error}"
+        _integrity_failed(finding, report.failed[policy_arn], deps)
     except Exception as error:  # isolate each policy; the next sweep retries
         logger.exception("integrity check failed", extra={"policy_arn": policy_arn})
         report.failed[policy_arn] = f"{type(error).__name__}: {error}"
+        _integrity_failed(finding, report.failed[policy_arn], deps)
+
+
+def _integrity_failed(finding: Finding | None, why: str, deps: Dependencies) -> None:
+    """Counted for the alarm; a finding that could not be removed goes on the trail, once (the sweep
+    retries it each time). Never raises: the other policies are still checked."""
+    metrics.add_metric(name="IntegrityFailures", unit="Count", value=1)
+    if finding is None:
+        return
+    subject = finding.grant_id or finding.policy_arn
+    try:
+        written = any(
+            event.event_type == AuditEventType.REVOKE_FAILED and event.actor == "sweeper"
+            for event in deps.audit.for_subject(subject)
+        )
+        if not written:
+            deps.audit.append(
+                AuditEventType.REVOKE_FAILED,
+                subject=subject,
+                actor="sweeper",
+                request=_record(finding.grant_id, deps),
+                reason=why[:1000],
+                details={"finding": finding.kind, "policy_arn": finding.policy_arn, "problems": finding.problems},
+            )
+    except Exception:
+        logger.exception("the failed integrity removal was not audited", extra={"policy_arn": finding.policy_arn})

@@ -331,7 +331,7 @@ class AwsRequest(BaseModel):
     error: str | None = None  # the error code of a call that failed (CloudTrail records those too)
 
 
-AUDIT_SCHEMA_VERSION: Literal[2] = 2
+AUDIT_SCHEMA_VERSION: Literal[3] = 3
 
 
 class AuditEvent(BaseModel):
@@ -343,9 +343,12 @@ class AuditEvent(BaseModel):
       means "no such call was made", where in version 1 it meant "not recorded") and
       ``retain_until`` (set by the chain when retention is configured). Version 1 records stay
       readable and verifiable as they were written.
+    - 3: adds ``execution_arn``: the Step Functions execution of the request the record is about
+      (its workflow; named before it starts, so the submission's record has it too). Absent on
+      records about no request (remediation, exports, verifications).
     """
 
-    schema_version: Literal[1, 2] = AUDIT_SCHEMA_VERSION
+    schema_version: Literal[1, 2, 3] = AUDIT_SCHEMA_VERSION
     event_id: str
     event_type: AuditEventType
     at: str
@@ -358,6 +361,7 @@ class AuditEvent(BaseModel):
     reason: str | None = None
     details: dict[str, Any] = Field(default_factory=dict)
     aws_requests: list[AwsRequest] | None = None  # version 2
+    execution_arn: str | None = None  # version 3
     # Epoch seconds: DynamoDB's TTL removes the record (and its chain link) after this (version 2).
     retain_until: int | None = None
     # The hash chain (accessctl.audit): set once the record is written to its stream.

@@ -68,3 +68,14 @@ def _unchanged(function: F) -> F:
 logger = Logger(service=SERVICE)
 tracer = LazyTracer(service=SERVICE)
 metrics = Metrics(namespace=SERVICE, service=SERVICE)
+
+
+def correlate(request_id: str) -> None:
+    """From here on, this invocation's log lines carry the access request id as their correlation id,
+    as every workflow function's do from their first line. A different correlation id set before
+    (API Gateway's request id) stays on the lines as ``api_request_id``. Handlers that call this clear
+    their logger's state per invocation (``clear_state=True``)."""
+    previous = logger.get_correlation_id()
+    if previous and previous != request_id:
+        logger.append_keys(api_request_id=previous)
+    logger.set_correlation_id(request_id)

@@ -189,6 +189,22 @@ class GrantsStore:
                 return
             query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
+    def count_active(self) -> int:
+        """How many grants are indexed as live (granting, active, or past expiry and not yet revoked)."""
+        query: dict[str, Any] = {
+            "IndexName": EXPIRY_INDEX,
+            "KeyConditionExpression": Key("active_shard").eq(ACTIVE_SHARD),
+            "Select": "COUNT",
+        }
+        count = 0
+        while True:
+            with transient_errors_surface():
+                page = self._table.query(**query)
+            count += int(page.get("Count", 0))
+            if "LastEvaluatedKey" not in page:
+                return count
+            query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
     def list_requests(
         self,
         *,
