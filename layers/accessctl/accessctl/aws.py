@@ -10,14 +10,20 @@ and request id (CloudTrail's ``requestID``) into every collector open in the cur
 
 from __future__ import annotations
 
+import gc
+import gzip
+import json
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from functools import cache
+from pathlib import Path
 from threading import Lock
 from typing import Any, TypeVar
 
 import boto3
+import botocore.loaders
 import botocore.session
 from botocore.config import Config
 from botocore.exceptions import ClientError, ConnectionError, EndpointConnectionError
@@ -52,17 +58,67 @@ _SESSION_LOCK = Lock()
 def client(service_name: str) -> Any:
     """A shared boto3 client (endpoint and region come from the standard AWS environment)."""
     made = _session().client(service_name, config=_CLIENT_CONFIG)  # type: ignore[call-overload]
+    _freeze_long_lived()
     return record_requests(made)
 
 
 @cache
 def resource(service_name: str) -> Any:
-    return _session().resource(service_name, config=_CLIENT_CONFIG)  # type: ignore[call-overload]
+    made = _session().resource(service_name, config=_CLIENT_CONFIG)  # type: ignore[call-overload]
+    _freeze_long_lived()
+    return made
+
+
+def _freeze_long_lived() -> None:
+    """A shared client, its service model and the modules imported so far live as long as the process:
+    move every object alive now out of the collector's generations (CPython's ``gc.freeze``), so later
+    full collections (a scan allocates enough to run several) do not traverse them again. Runs once
+    per shared client or resource; a garbage cycle alive at that moment is never collected."""
+    gc.freeze()
+
+
+# A "documentation" member with a string value, with the separator before it and any comma after it.
+# Outside a JSON string a quote is never escaped, so a match starting at "{" or "," is a member: the
+# pattern cannot start inside a string. What it leaves is the same JSON without that member.
+_DOCUMENTATION = re.compile(rb'[{,]\s*"documentation"\s*:\s*"(?:[^"\\]++|\\.)*+"(\s*,)?')
+
+
+def _without_member(match: re.Match[bytes]) -> bytes:
+    if match[0][:1] == b"{":
+        return b"{"
+    return b"," if match[1] else b""
+
+
+def lean_json(data: bytes) -> Any:
+    """JSON text as plain dicts, without the string-valued ``documentation`` members: the parsed data
+    botocore's loader would give, less what only its docstrings read."""
+    return json.loads(_DOCUMENTATION.sub(_without_member, data))
+
+
+class LeanJSONFileLoader(botocore.loaders.JSONFileLoader):
+    """botocore's data files (service models, endpoint table, rule sets, paginators) read leaner.
+
+    botocore parses every object into an ``OrderedDict`` (plain dicts keep order too) and keeps the
+    models' documentation, which only docstrings read: EC2's model is 4.2 MB of JSON, 70% of it
+    documentation, and 13.9 MB parsed that way; this reads it as 6.6 MB of dicts, and the text is
+    stripped before it is parsed, so the documentation is never built as strings.
+    """
+
+    def _load_file(self, full_path: str, open_method: Any) -> Any:
+        path = Path(full_path)
+        if not path.is_file():
+            return None
+        data = path.read_bytes()
+        if path.suffix == ".gz":
+            data = gzip.decompress(data)
+        return lean_json(data)
 
 
 @cache
 def _data_loader() -> Any:
-    return botocore.session.get_session().get_component("data_loader")
+    loader = botocore.session.get_session().get_component("data_loader")
+    loader.file_loader = LeanJSONFileLoader()
+    return loader
 
 
 def _session() -> boto3.session.Session:
