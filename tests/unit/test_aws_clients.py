@@ -152,3 +152,68 @@ def test_given_a_shared_client_then_it_is_built_from_lean_models_and_its_operati
     expected = stock._serializer.serialize_to_request(params, stock.meta.service_model.operation_model(operation))
     assert built["body"] == expected["body"]
     assert gc.get_freeze_count() > 0  # the client and its model are out of the collector's generations
+
+
+# ------------------------------------------------------------------ clients of named operations only
+
+REVOKE = "RevokeSecurityGroupIngress"
+
+
+def test_given_operations_then_the_client_has_just_them_and_builds_their_requests_as_a_whole_client(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    environment(monkeypatch, "us-east-1", "http://127.0.0.1:4001", "KEY")
+    monkeypatch.setattr(aws, "_OPERATIONS_MODELS", {})
+    whole = aws.client("ec2")  # the whole model is in the shared loader's cache now
+    named = aws.client("ec2", frozenset({"DescribeSecurityGroups", REVOKE}))
+
+    assert sorted(named.meta.service_model.operation_names) == ["DescribeSecurityGroups", REVOKE]
+    assert not hasattr(named, "describe_instances")
+    assert hasattr(whole, "describe_instances")
+    assert named.can_paginate("describe_security_groups")
+    params = {"GroupId": "sg-1", "IpPermissions": [{"IpProtocol": "-1", "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}]}
+    built = [
+        client._serializer.serialize_to_request(params, client.meta.service_model.operation_model(REVOKE))["body"]
+        for client in (named, whole)
+    ]
+    assert built[0] == built[1]
+    # Making the named client dropped the whole model from the loader's cache (the whole client holds its own).
+    description = whole.meta.service_model._service_description
+    cached = [value for value in aws._data_loader()._cache.values() if isinstance(value, (dict, tuple))]
+    assert not any(value is description or (isinstance(value, tuple) and description in value) for value in cached)
+    assert len(whole.meta.service_model.operation_names) > 500
+
+
+def test_given_operations_then_the_model_keeps_every_shape_they_reach_and_their_errors() -> None:
+    whole = botocore.loaders.Loader(file_loader=aws.LeanJSONFileLoader()).load_service_model("rds", "service-2")
+    named = aws.operations_only(whole, frozenset({"DescribeDBInstances", "ModifyDBInstance"}))
+
+    assert set(named["operations"]) == {"DescribeDBInstances", "ModifyDBInstance"}
+    assert "DBInstanceNotFoundFault" in named["shapes"]  # an error of ModifyDBInstance
+    assert "Endpoint" in named["shapes"]  # DBInstance.Endpoint, two levels down
+    for shape in named["shapes"].values():
+        references = [shape.get("member"), shape.get("key"), shape.get("value"), *shape.get("members", {}).values()]
+        assert all(reference["shape"] in named["shapes"] for reference in references if reference)
+    assert named["metadata"] == whole["metadata"]
+    assert len(named["shapes"]) < len(whole["shapes"]) / 4
+
+
+def test_given_an_operation_the_service_lacks_then_no_client_is_made() -> None:
+    whole = botocore.loaders.Loader(file_loader=aws.LeanJSONFileLoader()).load_service_model("sns", "service-2")
+    with pytest.raises(ValueError, match="DescribeSecurityGroups"):
+        aws.operations_only(whole, frozenset({"Publish", "DescribeSecurityGroups"}))
+
+
+def test_given_the_remediators_operation_lists_then_each_names_operations_of_its_service() -> None:
+    from accessctl.remediation import engine
+
+    loader = botocore.loaders.Loader(file_loader=aws.LeanJSONFileLoader())
+    for service, operations in (
+        ("ec2", engine.EC2_OPERATIONS),
+        ("rds", engine.RDS_OPERATIONS),
+        ("dynamodb", engine.DYNAMODB_OPERATIONS),
+        ("sns", engine.SNS_OPERATIONS),
+    ):
+        assert set(aws.operations_only(loader.load_service_model(service, "service-2"), operations)["operations"]) >= (
+            operations
+        )
