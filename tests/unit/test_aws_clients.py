@@ -94,6 +94,14 @@ def without_documentation(value: Any) -> Any:
     return value
 
 
+def lean_model(model: Any) -> Any:
+    """A model as the lean loader gives it: no documentation, except the (empty) one botocore requires."""
+    lean = without_documentation(model)
+    for parameter in lean.get("clientContextParams", {}).values():
+        parameter["documentation"] = ""
+    return lean
+
+
 @pytest.mark.parametrize(
     "text",
     [
@@ -111,7 +119,8 @@ def test_given_json_text_then_the_lean_parse_is_the_parse_without_string_documen
 
 
 @pytest.mark.parametrize(
-    "name", ["endpoints", "partitions", "sdk-default-configuration", "ec2", "rds", "dynamodb", "sns", "iam", "sts"]
+    "name",
+    ["endpoints", "partitions", "sdk-default-configuration", "ec2", "rds", "dynamodb", "sns", "iam", "sts", "s3"],
 )
 def test_given_botocores_own_data_then_the_lean_loader_reads_it_as_botocore_does_less_documentation(
     name: str,
@@ -128,7 +137,7 @@ def test_given_botocores_own_data_then_the_lean_loader_reads_it_as_botocore_does
         assert lean.load_service_model(name, "endpoint-rule-set-1") == without_documentation(
             stock.load_service_model(name, "endpoint-rule-set-1")
         )
-    assert loaded == without_documentation(expected)
+    assert loaded == lean_model(expected)
     assert type(loaded) is dict
 
 
@@ -217,3 +226,14 @@ def test_given_the_remediators_operation_lists_then_each_names_operations_of_its
         assert set(aws.operations_only(loader.load_service_model(service, "service-2"), operations)["operations"]) >= (
             operations
         )
+
+
+def test_given_a_service_with_client_context_parameters_then_its_lean_client_still_reads_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    environment(monkeypatch, "us-east-1", "http://127.0.0.1:4001", "KEY")
+    s3 = aws.client("s3")
+
+    names = [parameter.name for parameter in s3.meta.service_model.client_context_parameters]
+    assert "ForcePathStyle" in names
+    assert all(parameter.documentation == "" for parameter in s3.meta.service_model.client_context_parameters)

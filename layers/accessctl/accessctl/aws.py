@@ -96,10 +96,24 @@ def _without_member(match: re.Match[bytes]) -> bytes:
     return b"," if match[1] else b""
 
 
+def without_documentation(data: bytes) -> bytes:
+    """JSON text without its string-valued ``documentation`` members."""
+    return _DOCUMENTATION.sub(_without_member, data)
+
+
 def lean_json(data: bytes) -> Any:
     """JSON text as plain dicts, without the string-valued ``documentation`` members: the parsed data
-    botocore's loader would give, less what only its docstrings read."""
-    return json.loads(_DOCUMENTATION.sub(_without_member, data))
+    botocore's loader would give, less what only its docstrings read. One place reads it as required
+    (``ServiceModel.client_context_parameters``, e.g. S3's): there it is kept, empty."""
+    return _required_documentation(json.loads(without_documentation(data)))
+
+
+def _required_documentation(parsed: Any) -> Any:
+    if isinstance(parsed, dict) and isinstance(parsed.get("clientContextParams"), dict):
+        for parameter in parsed["clientContextParams"].values():
+            if isinstance(parameter, dict):
+                parameter.setdefault("documentation", "")
+    return parsed
 
 
 class LeanJSONFileLoader(botocore.loaders.JSONFileLoader):
@@ -118,9 +132,9 @@ class LeanJSONFileLoader(botocore.loaders.JSONFileLoader):
         data = path.read_bytes()
         if path.suffix == ".gz":
             data = gzip.decompress(data)
-        lean = _DOCUMENTATION.sub(_without_member, data)
+        lean = without_documentation(data)
         del data  # EC2's: 4.2 MB, not to be held while the 1.2 MB left is parsed
-        return json.loads(lean)
+        return _required_documentation(json.loads(lean))
 
 
 @cache
@@ -132,7 +146,7 @@ def _data_loader() -> Any:
 
 def _session(loader: Any = None) -> boto3.session.Session:
     """A new session (credentials, region and endpoint read from the environment now, as before) on
-    the process's one data loader: botocore's endpoint table (7 MB of objects, about 70 ms to parse)
+    the process's one data loader: botocore's endpoint table (4 MB of objects as read here)
     and each service model are read once per process, not once per client. (The loader's own
     setting, ``AWS_DATA_PATH``, is therefore read once too.) ``loader``: one that stands for it."""
     with _SESSION_LOCK:  # clients are made lazily, some on the fix pool's threads
