@@ -3,9 +3,14 @@ while botocore's data (endpoint table, service models) is loaded once per proces
 
 from __future__ import annotations
 
+import gc
+import json
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
+import boto3
+import botocore.loaders
 import pytest
 
 from accessctl import aws
@@ -72,3 +77,163 @@ def test_given_clients_made_on_many_threads_at_once_then_each_service_works(
 
     assert [c.meta.service_model.service_name for c in made] == services
     assert all(c.meta.region_name == "us-east-1" for c in made)
+
+
+# ------------------------------------------------------------------ the lean loader of botocore's data
+
+
+def without_documentation(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {
+            key: without_documentation(inner)
+            for key, inner in value.items()
+            if not (key == "documentation" and isinstance(inner, str))
+        }
+    if isinstance(value, list):
+        return [without_documentation(inner) for inner in value]
+    return value
+
+
+def lean_model(model: Any) -> Any:
+    """A model as the lean loader gives it: no documentation, except the (empty) one botocore requires."""
+    lean = without_documentation(model)
+    for parameter in lean.get("clientContextParams", {}).values():
+        parameter["documentation"] = ""
+    return lean
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"documentation":"first","a":1}',
+        '{"a":1, "documentation" : "last"}',
+        '{"documentation":"only"}',
+        '{\n  "a":{"documentation":"nested, with \\"quotes\\", \\\\ and \\u00e9 \\\\"},\n  "b":[{"documentation":"x"}]\n}',
+        '{"members":{"documentation":{"shape":"String"}},"documentation":"a member named so is kept"}',
+        '{"pattern":"^[a-z]{1,}$","doc":"\\"documentation\\":\\"not a member\\"","documentation":"<p>é</p>"}',
+        '["documentation", {"documentation":""}]',
+    ],
+)
+def test_given_json_text_then_the_lean_parse_is_the_parse_without_string_documentation_members(text: str) -> None:
+    assert aws.lean_json(text.encode()) == without_documentation(json.loads(text))
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["endpoints", "partitions", "sdk-default-configuration", "ec2", "rds", "dynamodb", "sns", "iam", "sts", "s3"],
+)
+def test_given_botocores_own_data_then_the_lean_loader_reads_it_as_botocore_does_less_documentation(
+    name: str,
+) -> None:
+    # The pinned botocore's files, as its loader finds them (the newest API version of a service).
+    stock = botocore.loaders.Loader()
+    lean = botocore.loaders.Loader(file_loader=aws.LeanJSONFileLoader())
+    if name in ("endpoints", "partitions", "sdk-default-configuration"):
+        expected, loaded = stock.load_data(name), lean.load_data(name)
+    else:
+        expected = stock.load_service_model(name, "service-2")
+        loaded = lean.load_service_model(name, "service-2")
+        assert lean.load_service_model(name, "paginators-1") == stock.load_service_model(name, "paginators-1")
+        assert lean.load_service_model(name, "endpoint-rule-set-1") == without_documentation(
+            stock.load_service_model(name, "endpoint-rule-set-1")
+        )
+    assert loaded == lean_model(expected)
+    assert type(loaded) is dict
+
+
+def test_given_a_shared_client_then_it_is_built_from_lean_models_and_its_operations_still_work(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    environment(monkeypatch, "us-east-1", "http://127.0.0.1:4001", "KEY")
+    ec2 = aws.client("ec2")
+
+    model = ec2.meta.service_model
+    assert model.operation_model("RevokeSecurityGroupIngress").documentation == ""
+    assert "IpPermissions" in model.operation_model("RevokeSecurityGroupIngress").input_shape.members
+    assert ec2.can_paginate("describe_security_groups")
+    # The request is built from the lean model exactly as from botocore's own.
+    stock = boto3.session.Session(region_name="us-east-1").client(
+        "ec2", endpoint_url="http://127.0.0.1:4001", aws_access_key_id="KEY", aws_secret_access_key="x"
+    )
+    params = {"GroupId": "sg-1", "IpPermissions": [{"IpProtocol": "tcp", "FromPort": 5432, "ToPort": 5432}]}
+    operation = "RevokeSecurityGroupIngress"
+    built = ec2._serializer.serialize_to_request(params, model.operation_model(operation))
+    expected = stock._serializer.serialize_to_request(params, stock.meta.service_model.operation_model(operation))
+    assert built["body"] == expected["body"]
+    assert gc.get_freeze_count() > 0  # the client and its model are out of the collector's generations
+
+
+# ------------------------------------------------------------------ clients of named operations only
+
+REVOKE = "RevokeSecurityGroupIngress"
+
+
+def test_given_operations_then_the_client_has_just_them_and_builds_their_requests_as_a_whole_client(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    environment(monkeypatch, "us-east-1", "http://127.0.0.1:4001", "KEY")
+    monkeypatch.setattr(aws, "_OPERATIONS_MODELS", {})
+    whole = aws.client("ec2")  # the whole model is in the shared loader's cache now
+    named = aws.client("ec2", frozenset({"DescribeSecurityGroups", REVOKE}))
+
+    assert sorted(named.meta.service_model.operation_names) == ["DescribeSecurityGroups", REVOKE]
+    assert not hasattr(named, "describe_instances")
+    assert hasattr(whole, "describe_instances")
+    assert named.can_paginate("describe_security_groups")
+    params = {"GroupId": "sg-1", "IpPermissions": [{"IpProtocol": "-1", "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}]}
+    built = [
+        client._serializer.serialize_to_request(params, client.meta.service_model.operation_model(REVOKE))["body"]
+        for client in (named, whole)
+    ]
+    assert built[0] == built[1]
+    # Making the named client dropped the whole model from the loader's cache (the whole client holds its own).
+    description = whole.meta.service_model._service_description
+    cached = [value for value in aws._data_loader()._cache.values() if isinstance(value, (dict, tuple))]
+    assert not any(value is description or (isinstance(value, tuple) and description in value) for value in cached)
+    assert len(whole.meta.service_model.operation_names) > 500
+
+
+def test_given_operations_then_the_model_keeps_every_shape_they_reach_and_their_errors() -> None:
+    whole = botocore.loaders.Loader(file_loader=aws.LeanJSONFileLoader()).load_service_model("rds", "service-2")
+    named = aws.operations_only(whole, frozenset({"DescribeDBInstances", "ModifyDBInstance"}))
+
+    assert set(named["operations"]) == {"DescribeDBInstances", "ModifyDBInstance"}
+    assert "DBInstanceNotFoundFault" in named["shapes"]  # an error of ModifyDBInstance
+    assert "Endpoint" in named["shapes"]  # DBInstance.Endpoint, two levels down
+    for shape in named["shapes"].values():
+        references = [shape.get("member"), shape.get("key"), shape.get("value"), *shape.get("members", {}).values()]
+        assert all(reference["shape"] in named["shapes"] for reference in references if reference)
+    assert named["metadata"] == whole["metadata"]
+    assert len(named["shapes"]) < len(whole["shapes"]) / 4
+
+
+def test_given_an_operation_the_service_lacks_then_no_client_is_made() -> None:
+    whole = botocore.loaders.Loader(file_loader=aws.LeanJSONFileLoader()).load_service_model("sns", "service-2")
+    with pytest.raises(ValueError, match="DescribeSecurityGroups"):
+        aws.operations_only(whole, frozenset({"Publish", "DescribeSecurityGroups"}))
+
+
+def test_given_the_remediators_operation_lists_then_each_names_operations_of_its_service() -> None:
+    from accessctl.remediation import engine
+
+    loader = botocore.loaders.Loader(file_loader=aws.LeanJSONFileLoader())
+    for service, operations in (
+        ("ec2", engine.EC2_OPERATIONS),
+        ("rds", engine.RDS_OPERATIONS),
+        ("dynamodb", engine.DYNAMODB_OPERATIONS),
+        ("sns", engine.SNS_OPERATIONS),
+    ):
+        assert set(aws.operations_only(loader.load_service_model(service, "service-2"), operations)["operations"]) >= (
+            operations
+        )
+
+
+def test_given_a_service_with_client_context_parameters_then_its_lean_client_still_reads_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    environment(monkeypatch, "us-east-1", "http://127.0.0.1:4001", "KEY")
+    s3 = aws.client("s3")
+
+    names = [parameter.name for parameter in s3.meta.service_model.client_context_parameters]
+    assert "ForcePathStyle" in names
+    assert all(parameter.documentation == "" for parameter in s3.meta.service_model.client_context_parameters)

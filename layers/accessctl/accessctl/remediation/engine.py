@@ -393,12 +393,43 @@ class _Lazy:
         return getattr(self._made, name)
 
 
+# The operations the remediator calls (estate.py, fixer.py, audit_table.py, group_index.py, notify.py):
+# its EC2, RDS, DynamoDB and SNS clients know just these (see accessctl.aws.client). One missing here
+# is an AttributeError in tests/remediation, which run the function's own clients on the local stack.
+# IAM's client is whole: it is made only for the IAM rule.
+EC2_OPERATIONS = frozenset({"DescribeSecurityGroups", "RevokeSecurityGroupIngress"})
+RDS_OPERATIONS = frozenset(
+    {
+        "DescribeDBInstances",
+        "DescribeDBClusters",
+        "DescribeDBProxies",
+        "ListTagsForResource",
+        "DescribeDBParameters",
+        "DescribeDBClusterParameters",
+        "DescribeDBSnapshots",
+        "DescribeDBClusterSnapshots",
+        "DescribeDBSnapshotAttributes",
+        "DescribeDBClusterSnapshotAttributes",
+        "ModifyDBInstance",
+        "ModifyDBCluster",
+        "ModifyDBParameterGroup",
+        "ModifyDBClusterParameterGroup",
+        "ModifyDBSnapshotAttribute",
+        "ModifyDBClusterSnapshotAttribute",
+    }
+)
+DYNAMODB_OPERATIONS = frozenset({"Query", "TransactWriteItems", "BatchWriteItem", "PutItem"})
+SNS_OPERATIONS = frozenset({"Publish"})
+
+
 @cache
 def default_remediator() -> Remediator:
     """Built once per process from the environment (tests build their own)."""
     settings = get_remediation_settings()
-    ec2, rds, iam = _Lazy(lambda: client("ec2")), _Lazy(lambda: client("rds")), _Lazy(lambda: client("iam"))
-    dynamodb = _Lazy(lambda: client("dynamodb"))
+    ec2 = _Lazy(lambda: client("ec2", EC2_OPERATIONS))
+    rds = _Lazy(lambda: client("rds", RDS_OPERATIONS))
+    iam = _Lazy(lambda: client("iam"))
+    dynamodb = _Lazy(lambda: client("dynamodb", DYNAMODB_OPERATIONS))
     audit_table = AuditTable(dynamodb, settings.audit_table)
     group_index = None
     if settings.remediation_index_table:
@@ -406,7 +437,7 @@ def default_remediator() -> Remediator:
     notifier: RemediationNotifier = LogRemediationNotifier()
     if settings.notify_topic_arn:
         notifier = SnsRemediationNotifier(
-            _Lazy(lambda: client("sns")), settings.notify_topic_arn, settings.remediation_notify_batch
+            _Lazy(lambda: client("sns", SNS_OPERATIONS)), settings.notify_topic_arn, settings.remediation_notify_batch
         )
     return Remediator(
         settings=settings,

@@ -136,6 +136,9 @@ class Estate:
     snapshots: list[Snapshot] = field(default_factory=list)
     policies: list[IamPolicy] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    # Every database, protected or not, when this read listed them all: the group index is rewritten
+    # from it once the other reads are done.
+    listed: list[Database] | None = field(default=None, repr=False, compare=False)
     _using: tuple[tuple[int, int], dict[str, list[Database]]] | None = field(
         default=None, init=False, repr=False, compare=False
     )
@@ -245,6 +248,7 @@ class EstateReader:
             self._read_snapshots(estate, target)
         if Aspect.IAM in aspects:
             self._guard(estate, "iam policies", self._read_policies, estate, target)
+        self._write_group_index(estate)
         return estate
 
     @staticmethod
@@ -282,13 +286,21 @@ class EstateReader:
         found = [*self._instances(), *self._clusters(), *self._proxies()]
         with self._index_lock:
             self._index = (self._clock(), found)
-        if self._group_index is not None:
-            try:
-                self._group_index.replace_all((group, db.name) for db in found for group in db.security_group_ids)
-            except Exception as error:  # the index only saves reads: events fall back to the list
-                logger.warning("group index not written", extra={"error": str(error)})
-                estate.errors.append(f"writing the group index: {type(error).__name__}: {error}")
+        estate.listed = found
         return found
+
+    def _write_group_index(self, estate: Estate) -> None:
+        """After the reads, not between them: the index's table client (and its model) is made once the
+        security groups are read and their page is released, and the index is still written before
+        any fix or audit record."""
+        if self._group_index is None or estate.listed is None:
+            return
+        found, estate.listed = estate.listed, None
+        try:
+            self._group_index.replace_all((group, db.name) for db in found for group in db.security_group_ids)
+        except Exception as error:  # the index only saves reads: events fall back to the list
+            logger.warning("group index not written", extra={"error": str(error)})
+            estate.errors.append(f"writing the group index: {type(error).__name__}: {error}")
 
     def _index_uses(self, estate: Estate, found: list[Database]) -> None:
         if self._group_index is None:
