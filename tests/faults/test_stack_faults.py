@@ -2,7 +2,8 @@
 real handlers running in-process. IAM throttles issuing or revoking, and the issue step runs past
 its Lambda Timeout (once, and on every attempt); the workflow's own Retry/Catch must leave every grant with one consistent
 record, and after one sweep no grant outlives its expiry (``check_estate``, the in-process faults'
-invariant, over the whole estate).
+invariant, over the whole estate). A notification step that times out after sending is run again
+without sending twice.
 
 IAM faults are raised by the emulator itself (its IAM backend runs in this process), so they reach
 the handlers as real throttling responses. Grants last a few seconds (the grant module's expiry
@@ -324,4 +325,57 @@ def test_given_iam_throttles_revoking_at_expiry_when_the_asl_retries_then_revoke
     issued_once_and_revoked_at_expiry(stack, orders, request_id)
     revoked = [row for row in audit_trail(stack, request_id) if row["event_type"] == "GRANT_REVOKED"]
     assert [row["actor"] for row in revoked] == ["workflow"]
+    assert sweep_then_check_estate(stack)["revoked"] == []
+
+
+# ------------------------------------------------------------------ (d) a notification step times out after sending
+
+
+@pytest.fixture
+def notify_times_out_after_2s(stack: LocalStack) -> Iterator[None]:
+    """NotifyFunction's Timeout lowered through the Lambda API (the template says 30 s)."""
+    lambda_client = stack.client("lambda")
+    name = stack.resources["NotifyFunction"]
+    lambda_client.update_function_configuration(FunctionName=name, Timeout=2)
+    yield
+    lambda_client.update_function_configuration(FunctionName=name, Timeout=TEMPLATE_TIMEOUT_SECONDS)
+
+
+def slow_publish(monkeypatch: pytest.MonkeyPatch, slow_event: str) -> list[tuple[str, str]]:
+    """SNS delivers every message at once, but answers the first ``slow_event`` publish only after
+    NotifyFunction's 2 s Timeout. Returns (event, request id) of every message delivered."""
+    from moto.sns.models import Topic
+
+    original_publish = Topic.publish
+    delivered: list[tuple[str, str]] = []
+
+    def publish_then_wait(self: Topic, message: str, *args: Any, **kwargs: Any) -> str:
+        message_id = original_publish(self, message, *args, **kwargs)
+        body = json.loads(message)
+        delivered.append((body["event"], body["request_id"]))
+        if body["event"] == slow_event and delivered.count((slow_event, body["request_id"])) == 1:
+            time.sleep(3)
+        return message_id
+
+    monkeypatch.setattr(Topic, "publish", publish_then_wait)
+    return delivered
+
+
+def test_given_the_granted_notification_times_out_after_sending_when_the_asl_retries_then_it_is_sent_once(
+    stack: LocalStack, orders: Workload, monkeypatch: pytest.MonkeyPatch, notify_times_out_after_2s: None
+) -> None:
+    # Given SNS takes the GRANTED message but answers only after NotifyFunction's Timeout
+    delivered = slow_publish(monkeypatch, "GRANTED")
+
+    # When a request runs through the real workflow until its grant expires
+    request_id = request(orders, key="notify-timeout")
+    execution = finished(stack, request_id)
+
+    # Then Lambda reported Sandbox.Timedout and NotifyGranted ran again, which found the message
+    # already handed to SNS: the requester is told once that access was granted, once that it was revoked
+    assert execution["status"] == "SUCCEEDED", execution
+    assert ("NotifyGranted", "Sandbox.Timedout") in failed_tasks(stack, request_id)
+    mine = [event for event, of in delivered if of == request_id]
+    assert mine == ["GRANTED", "REVOKED"]
+    issued_once_and_revoked_at_expiry(stack, orders, request_id)
     assert sweep_then_check_estate(stack)["revoked"] == []
