@@ -1,14 +1,21 @@
 """Faults while revoking (in-process emulated account): IAM throttling or failing at each step of
 the removal, and the DynamoDB write after IAM confirmed the deletion failing. Nothing is recorded
-as revoked until IAM confirms; the next sweep finishes the job."""
+as revoked until IAM confirms; the next sweep finishes the job, and a sweep that could not raises
+an alarm."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
 from dataclasses import replace
+from types import ModuleType
 from typing import Any
 
 import pytest
+from moto.iam.exceptions import IAMException
+from moto.iam.models import IAMBackend
 
+from accessctl import aws, config, dependencies
 from accessctl.errors import AccessctlError, TransientError
 from accessctl.grants import issue_grant, revoke_grant, sweep_expired_grants
 from accessctl.models import RequestStatus, RevokeReason
@@ -23,6 +30,8 @@ from tests.faults.support import (
     sweep_then_check,
     throttled,
 )
+from tests.support.handlers import FakeLambdaContext, load_handler
+from tests.support.template import resources
 
 REVOKE_STEPS = [
     ("detach_role_policy", throttled("DetachRolePolicy")),
@@ -115,3 +124,90 @@ def test_given_the_revoked_write_fails_after_iam_deleted_the_policy_when_swept_a
     record = estate.deps.grants.get(request_id)
     assert record.status == RequestStatus.REVOKED
     assert record.grant is not None and record.grant.revoke_reason == RevokeReason.SWEEP
+
+
+# ------------------------------------------------------------------ a revocation that still fails is alarmed
+
+
+def emitted_metrics(output: str) -> dict[str, float]:
+    """Metric name -> value of every EMF data point printed (namespace accessctl, dimension service)."""
+    found: dict[str, float] = {}
+    for line in output.splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if not isinstance(record, dict) or "_aws" not in record:
+            continue
+        for directive in record["_aws"]["CloudWatchMetrics"]:
+            if directive["Namespace"] != "accessctl" or record.get("service") != "accessctl":
+                continue
+            for metric in directive["Metrics"]:
+                value = record[metric["Name"]]
+                found[metric["Name"]] = found.get(metric["Name"], 0.0) + sum(
+                    value if isinstance(value, list) else [value]
+                )
+    return found
+
+
+def alarmed_metrics() -> set[str]:
+    """The accessctl metrics whose first data point above zero sets off an alarm that notifies the topic."""
+    alarmed = set()
+    for alarm in resources("AWS::CloudWatch::Alarm").values():
+        properties = alarm["Properties"]
+        if (
+            properties.get("Namespace") == "accessctl"
+            and properties.get("Dimensions") == [{"Name": "service", "Value": "accessctl"}]
+            and properties.get("Statistic") == "Sum"
+            and properties.get("ComparisonOperator") == "GreaterThanThreshold"
+            and properties.get("Threshold") == 0
+            and {"Ref": "NotificationsTopic"} in properties.get("AlarmActions", [])
+        ):
+            alarmed.add(properties["MetricName"])
+    return alarmed
+
+
+@pytest.fixture
+def sweeper(estate: Estate, monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
+    """The deployed sweeper's handler, on a process's own dependencies (read from the environment)."""
+    settings = estate.deps.settings
+    for name, value in {"GRANTS_TABLE": settings.grants_table, "AUDIT_TABLE": settings.audit_table}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "accessctl")
+    monkeypatch.setattr("botocore.retries.standard.ExponentialBackoff.delay_amount", lambda self, context: 0)
+    monkeypatch.setattr("botocore.retries.adaptive.ClientRateLimiter.on_sending_request", lambda self, **kwargs: None)
+
+    def forget() -> None:
+        for cached in (dependencies.default_dependencies, aws.client, aws.resource, config.get_settings):
+            cached.cache_clear()
+
+    forget()
+    yield load_handler("sweep_grants")
+    forget()
+
+
+def test_given_iam_keeps_failing_a_revocation_when_the_sweeper_gives_up_on_it_then_an_alarm_is_raised(
+    estate: Estate,
+    orders: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    sweeper: ModuleType,
+) -> None:
+    # Given a grant past expiry whose workflow is gone, and IAM refusing to delete its policy
+    request_id = issued(estate)
+    move_clock(monkeypatch, 11)
+
+    def still_throttled(self: IAMBackend, policy_arn: str) -> None:
+        raise IAMException("Throttling", "Rate exceeded")
+
+    monkeypatch.setattr(IAMBackend, "delete_policy", still_throttled)
+    capsys.readouterr()
+
+    # When the scheduled sweep runs (the deployed handler)
+    report = sweeper.lambda_handler({"source": "aws.scheduler"}, FakeLambdaContext())
+
+    # Then the grant is not recorded revoked, and what the sweep reported sets off an alarm
+    assert list(report["failed"]) == [request_id]
+    assert estate.deps.grants.get(request_id).status == RequestStatus.ACTIVE
+    failures = {name for name, value in emitted_metrics(capsys.readouterr().out).items() if value > 0}
+    assert failures & alarmed_metrics(), f"no alarm on any of {sorted(failures)}"

@@ -607,7 +607,8 @@ def sweep_expired_grants(deps: Dependencies, grace: timedelta = timedelta(second
     """Revoke every grant past expiry that is still indexed as active, whatever its workflow did.
 
     Cost follows the expired grants only (one indexed Query, paged). A failure on one grant
-    never stops the others; it is retried on the next sweep.
+    never stops the others; it is retried on the next sweep, and counted (``SweeperFailures``,
+    which sets off an alarm).
     """
     report = SweepReport()
     cutoff = to_iso(utc_now() - grace)

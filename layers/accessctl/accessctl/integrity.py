@@ -142,6 +142,7 @@ def sweep_integrity(deps: Dependencies, notifier: Notifier | None = None) -> Int
     for policy in grant_policies(deps):
         report.examined += 1
         _check_and_remediate(policy["Arn"], deps, notifier, report)
+    _count_failures(report)
     return report
 
 
@@ -151,7 +152,13 @@ def check_policies(policy_arns: list[str], deps: Dependencies, notifier: Notifie
     for policy_arn in policy_arns:
         report.examined += 1
         _check_and_remediate(policy_arn, deps, notifier, report)
+    _count_failures(report)
     return report
+
+
+def _count_failures(report: IntegrityReport) -> None:
+    """Policies left as they were because checking or removing them failed (alarm SweeperFailuresAlarm)."""
+    metrics.add_metric(name="SweeperFailures", unit="Count", value=len(report.failed))
 
 
 def _check_and_remediate(
