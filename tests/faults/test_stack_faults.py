@@ -379,3 +379,44 @@ def test_given_the_granted_notification_times_out_after_sending_when_the_asl_ret
     assert mine == ["GRANTED", "REVOKED"]
     issued_once_and_revoked_at_expiry(stack, orders, request_id)
     assert sweep_then_check_estate(stack)["revoked"] == []
+
+
+# ------------------------------------------------------------------ (e) an early revoke cannot stop its workflow at first
+
+
+def test_given_stopping_the_workflow_is_throttled_when_the_holder_revokes_early_then_the_retried_delete_stops_it(
+    stack: LocalStack, orders: Workload, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from moto.core.exceptions import AWSError
+    from moto.stepfunctions.responses import StepFunctionResponse
+
+    # Given an active five-minute grant whose workflow waits for its expiry
+    monkeypatch.setattr(
+        "accessctl.grants.grant_expiry", lambda granted_at, minutes: to_iso(granted_at + timedelta(minutes=5))
+    )
+    view = orders.client.wait(request(orders, key="early-stop-throttled"), timeout=30)
+    assert view.status == "ACTIVE"
+    # and Step Functions throttling StopExecution past one invocation's SDK retries
+    original_stop = StepFunctionResponse.stop_execution
+    throttled: list[str] = []
+
+    def stop_throttled(self: StepFunctionResponse) -> Any:
+        if len(throttled) < SDK_ATTEMPTS:
+            throttled.append("StopExecution")
+            raise AWSError("Rate exceeded", exception_type="ThrottlingException")
+        return original_stop(self)
+
+    monkeypatch.setattr(StepFunctionResponse, "stop_execution", stop_throttled)
+
+    # When the holder revokes it (DELETE /grants/{id}; the client retries a 503 as it does any)
+    revoked = orders.client.revoke(view.request_id)
+
+    # Then the first attempt revoked the grant but could not stop the workflow; the retried DELETE
+    # found it revoked and stopped the workflow: nothing waits on to revoke or notify again at expiry
+    assert len(throttled) == SDK_ATTEMPTS
+    assert (revoked.status, revoked.revoke_reason) == ("REVOKED", "EARLY")
+    assert finished(stack, view.request_id, limit_s=10)["status"] == "ABORTED"
+    events = events_of(stack, view.request_id)
+    assert events.count("GRANT_REVOKED") == 1
+    assert attached_policies(stack, "orders-service") == []
+    assert sweep_then_check_estate(stack)["revoked"] == []

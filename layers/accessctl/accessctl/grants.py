@@ -407,6 +407,10 @@ def revoke_grant(
     )
     if request.status in (RequestStatus.REVOKED, RequestStatus.DENIED) or compensated:
         _audit_revocation_once(request, reason, deps)
+        if reason == RevokeReason.EARLY and request.status == RequestStatus.REVOKED:
+            # Asked again: an earlier early revoke (or another revoker) may have left the workflow
+            # waiting, which would wake at expiry to revoke and notify once more. Stopping is idempotent.
+            stop_execution(request.execution_arn, deps, cause=f"grant revoked early by {actor}")
         return Revocation(request_id=request_id, status="ALREADY_REVOKED")
     if request.status == RequestStatus.EXTENDED:
         # Holds no policy of its own; the grant it extended is revoked through its own record.
