@@ -17,8 +17,8 @@ from moto.iam.models import IAMBackend
 
 from accessctl import aws, config, dependencies
 from accessctl.errors import AccessctlError, TransientError
-from accessctl.grants import issue_grant, revoke_grant, sweep_expired_grants
-from accessctl.models import RequestStatus, RevokeReason
+from accessctl.grants import SweepReport, issue_grant, revoke_grant, sweep_expired_grants
+from accessctl.models import AuditEventType, RequestStatus, RevokeReason
 from tests.conftest import Estate
 from tests.faults.support import (
     FaultyClient,
@@ -211,3 +211,78 @@ def test_given_iam_keeps_failing_a_revocation_when_the_sweeper_gives_up_on_it_th
     assert estate.deps.grants.get(request_id).status == RequestStatus.ACTIVE
     failures = {name for name, value in emitted_metrics(capsys.readouterr().out).items() if value > 0}
     assert failures & alarmed_metrics(), f"no alarm on any of {sorted(failures)}"
+
+
+# ------------------------------------------------------------------ two revokers, and an index behind the table
+
+
+def test_given_the_sweeper_revokes_while_the_workflow_is_revoking_when_both_finish_then_one_revocation_is_recorded(
+    estate: Estate, orders: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a grant past expiry whose workflow has started revoking it
+    request_id = issued(estate)
+    now = move_clock(monkeypatch, 11)
+    sweeps: list[SweepReport] = []
+
+    class SweepRunsMeanwhile(FaultyClient):
+        def delete_policy(self, **kwargs: Any) -> Any:
+            if not sweeps:  # the every-minute sweep runs between the workflow's detach and its delete
+                sweeps.append(sweep_expired_grants(estate.deps))
+            return self._client.delete_policy(**kwargs)
+
+    # When the sweeper revokes it in the meantime, and the workflow carries on
+    revocation = revoke_grant(
+        request_id, RevokeReason.EXPIRED, "workflow", replace(estate.deps, iam=SweepRunsMeanwhile(estate.deps.iam))
+    )
+
+    # Then the first to record it keeps it: one GRANT_REVOKED, by the sweeper, and the workflow is told
+    assert sweeps[0].revoked == [request_id]
+    assert revocation.status == "ALREADY_REVOKED"
+    record = estate.deps.grants.get(request_id)
+    assert record.grant is not None and record.grant.revoke_reason == RevokeReason.SWEEP
+    revoked = [e for e in estate.deps.audit.for_subject(request_id) if e.event_type == AuditEventType.GRANT_REVOKED]
+    assert [event.actor for event in revoked] == ["sweeper"]
+    sweep_then_check(estate, now)
+
+
+def test_given_the_index_still_shows_an_extended_grants_old_expiry_when_swept_then_it_stays_until_the_new_one(
+    estate: Estate, orders: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a grant extended five minutes after it was issued, and the expiry index (a global
+    # secondary index: eventually consistent) still listing it by its first expiry
+    first = issued(estate)
+    as_first_indexed = estate.deps.grants.get(first)
+    move_clock(monkeypatch, 5)
+    issue_grant(allowed_request(estate, reason="second start"), estate.deps)
+    extended = estate.deps.grants.get(first).grant
+    assert extended is not None and as_first_indexed.grant is not None
+    assert extended.expires_at > as_first_indexed.grant.expires_at
+    now = move_clock(monkeypatch, 11)  # past the first expiry, before the new one
+    monkeypatch.setattr(estate.deps.grants, "expired_active", lambda now: iter([as_first_indexed]))
+
+    # When the sweeper runs
+    report = sweep_then_check(estate, now)
+
+    # Then the grant is left live until its new expiry, and the sweep reports nothing revoked
+    assert report.revoked == []
+    assert estate.deps.grants.get(first).status == RequestStatus.ACTIVE
+    assert estate.attached("orders-service") == [extended.policy_arn]
+
+
+def test_given_the_index_still_lists_a_grant_its_workflow_revoked_when_swept_then_nothing_is_reported_revoked(
+    estate: Estate, orders: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a grant its workflow revoked at expiry, still listed by the (eventually consistent) expiry index
+    request_id = issued(estate)
+    now = move_clock(monkeypatch, 11)
+    as_indexed = estate.deps.grants.get(request_id)
+    assert revoke_grant(request_id, RevokeReason.EXPIRED, "workflow", estate.deps).status == "REVOKED"
+    monkeypatch.setattr(estate.deps.grants, "expired_active", lambda now: iter([as_indexed]))
+
+    # When the sweeper runs
+    report = sweep_then_check(estate, now)
+
+    # Then it reports nothing revoked: SweeperRevoked (GrantPastExpiryAlarm) counts grants the workflow missed
+    assert report.revoked == []
+    record = estate.deps.grants.get(request_id)
+    assert record.grant is not None and record.grant.revoke_reason == RevokeReason.EXPIRED

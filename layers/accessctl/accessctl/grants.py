@@ -402,23 +402,9 @@ def revoke_grant(
     error); it is written with the FAILED status in the same update.
     """
     request = deps.grants.get(request_id)
-    compensated = request.status == RequestStatus.FAILED and (
-        request.grant is None or request.grant.revoked_at is not None
-    )
-    if request.status in (RequestStatus.REVOKED, RequestStatus.DENIED) or compensated:
-        _audit_revocation_once(request, reason, deps)
-        if reason == RevokeReason.EARLY and request.status == RequestStatus.REVOKED:
-            # Asked again: an earlier early revoke (or another revoker) may have left the workflow
-            # waiting, which would wake at expiry to revoke and notify once more. Stopping is idempotent.
-            stop_execution(request.execution_arn, deps, cause=f"grant revoked early by {actor}")
-        return Revocation(request_id=request_id, status="ALREADY_REVOKED")
-    if request.status == RequestStatus.EXTENDED:
-        # Holds no policy of its own; the grant it extended is revoked through its own record.
-        return Revocation(request_id=request_id, status="ALREADY_REVOKED")
-    if reason == RevokeReason.EXPIRED and request.grant is not None and request.grant.expires_at > to_iso(utc_now()):
-        expires_at = request.grant.expires_at
-        warn_at = expiry_warning_at(expires_at, deps.settings.expiry_warning_minutes)
-        return Revocation(request_id=request_id, status="EXTENDED", expires_at=expires_at, warn_at=warn_at)
+    settled = _nothing_to_revoke(request, reason, actor, deps)
+    if settled is not None:
+        return settled
     policy_arn = request.grant.policy_arn if request.grant else policy_arn_for(request_id, deps)
     with aws_requests(deps.iam) as iam_calls:
         detached = remove_policy(policy_arn, deps)
@@ -427,16 +413,11 @@ def revoke_grant(
     grant = (
         request.grant.model_copy(update={"revoked_at": revoked_at, "revoke_reason": reason}) if request.grant else None
     )
-    if reason == RevokeReason.COMPENSATION:
-        try:
-            deps.grants.record_compensated(request_id, grant, failure)
-        except ConflictError:
-            if deps.grants.get(request_id).status != RequestStatus.REVOKED:
-                raise
-            # Another revoker (the sweeper, an early revoke) recorded and audited it first.
-            return Revocation(request_id=request_id, status="ALREADY_REVOKED", detached_from=detached)
-    elif grant is not None:
-        deps.grants.record_revoked(request, grant, final_status=_FINAL_STATUS[reason])
+    if not _record_revocation(request, grant, reason, failure, deps):
+        # Another revoker (the sweeper, the workflow, an early revoke) recorded and audited it first.
+        if reason == RevokeReason.EARLY:
+            stop_execution(request.execution_arn, deps, cause=f"grant revoked early by {actor}")
+        return Revocation(request_id=request_id, status="ALREADY_REVOKED", detached_from=detached)
     deps.audit.append(
         AuditEventType.GRANT_COMPENSATED if reason == RevokeReason.COMPENSATION else AuditEventType.GRANT_REVOKED,
         subject=request_id,
@@ -458,6 +439,49 @@ def revoke_grant(
         stop_execution(request.execution_arn, deps, cause=f"grant revoked early by {actor}")
     logger.info("grant revoked", extra={"request_id": request_id, "reason": reason.value})
     return Revocation(request_id=request_id, status="REVOKED", detached_from=detached)
+
+
+def _nothing_to_revoke(
+    request: AccessRequest, reason: RevokeReason, actor: str, deps: Dependencies
+) -> Revocation | None:
+    """The answer for a request already revoked, holding no policy, or not yet due; None: revoke it now."""
+    compensated = request.status == RequestStatus.FAILED and (
+        request.grant is None or request.grant.revoked_at is not None
+    )
+    if request.status in (RequestStatus.REVOKED, RequestStatus.DENIED) or compensated:
+        _audit_revocation_once(request, reason, deps)
+        if reason == RevokeReason.EARLY and request.status == RequestStatus.REVOKED:
+            # Asked again: an earlier early revoke (or another revoker) may have left the workflow
+            # waiting, which would wake at expiry to revoke and notify once more. Stopping is idempotent.
+            stop_execution(request.execution_arn, deps, cause=f"grant revoked early by {actor}")
+        return Revocation(request_id=request.request_id, status="ALREADY_REVOKED")
+    if request.status == RequestStatus.EXTENDED:
+        # Holds no policy of its own; the grant it extended is revoked through its own record.
+        return Revocation(request_id=request.request_id, status="ALREADY_REVOKED")
+    due_by_expiry = reason in (RevokeReason.EXPIRED, RevokeReason.SWEEP)
+    if due_by_expiry and request.grant is not None and request.grant.expires_at > to_iso(utc_now()):
+        # Not yet due: extended after the workflow's wait began, or after the sweeper's index read
+        # (the expiry index is eventually consistent; this read of the record is not).
+        expires_at = request.grant.expires_at
+        warn_at = expiry_warning_at(expires_at, deps.settings.expiry_warning_minutes)
+        return Revocation(request_id=request.request_id, status="EXTENDED", expires_at=expires_at, warn_at=warn_at)
+    return None
+
+
+def _record_revocation(
+    request: AccessRequest, grant: Grant | None, reason: RevokeReason, failure: str | None, deps: Dependencies
+) -> bool:
+    """Record what IAM confirmed; False when another revoker recorded the grant as revoked first."""
+    try:
+        if reason == RevokeReason.COMPENSATION:
+            deps.grants.record_compensated(request.request_id, grant, failure)
+        elif grant is not None:
+            deps.grants.record_revoked(request, grant, final_status=_FINAL_STATUS[reason])
+    except ConflictError:
+        if deps.grants.get(request.request_id).status != RequestStatus.REVOKED:
+            raise
+        return False
+    return True
 
 
 def _terminate_sessions(request: AccessRequest, deps: Dependencies) -> SessionTermination | None:
@@ -619,8 +643,9 @@ def sweep_expired_grants(deps: Dependencies, grace: timedelta = timedelta(second
     for request in deps.grants.expired_active(now=cutoff):
         report.examined += 1
         try:
-            revoke_grant(request.request_id, RevokeReason.SWEEP, "sweeper", deps)
-            report.revoked.append(request.request_id)
+            revocation = revoke_grant(request.request_id, RevokeReason.SWEEP, "sweeper", deps)
+            if revocation.status == "REVOKED":  # not one another revoker finished, nor one extended meanwhile
+                report.revoked.append(request.request_id)
         except Exception as error:  # isolate each grant; the next sweep retries
             logger.exception("sweeper could not revoke", extra={"request_id": request.request_id})
             report.failed[request.request_id] = f"{type(error).__name__}: {error}"

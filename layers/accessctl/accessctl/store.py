@@ -142,11 +142,18 @@ class GrantsStore:
             query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
     def record_revoked(self, request: AccessRequest, grant: Grant, *, final_status: RequestStatus) -> None:
-        """IAM has confirmed the policy is gone: leave the expiry index."""
+        """IAM has confirmed the policy is gone: leave the expiry index.
+
+        Conditional on the grant not being recorded as revoked yet (live, or FAILED with a
+        compensation that did not finish): when two revokers race (the workflow at expiry and the
+        sweeper, or an early revoke), the first to record it keeps its reason and its audit record;
+        the other gets ConflictError.
+        """
         self._update(
             request.request_id,
             {"status": final_status.value, "grant": grant.model_dump(mode="json")},
             remove=("active_shard",),
+            expected_status=(RequestStatus.GRANTING, RequestStatus.ACTIVE, RequestStatus.FAILED),
         )
 
     def record_compensated(self, request_id: str, grant: Grant | None, failure: str | None) -> None:
