@@ -16,7 +16,7 @@ from moto.iam.exceptions import IAMException
 from moto.iam.models import IAMBackend
 
 from accessctl import aws, config, dependencies
-from accessctl.errors import AccessctlError, TransientError
+from accessctl.errors import TransientError
 from accessctl.grants import SweepReport, issue_grant, revoke_grant, sweep_expired_grants
 from accessctl.models import AuditEventType, RequestStatus, RevokeReason
 from tests.conftest import Estate
@@ -80,7 +80,7 @@ def test_given_iam_still_shows_the_policy_after_delete_when_revoking_then_not_re
         def delete_policy(self, **kwargs: Any) -> Any:  # IAM answered 200 but (eventually consistent) kept it
             return {}
 
-    with pytest.raises(AccessctlError, match="still exists after deletion"):
+    with pytest.raises(TransientError, match="still exists after deletion"):
         revoke_grant(
             request_id, RevokeReason.EXPIRED, "workflow", replace(estate.deps, iam=DeleteIgnored(estate.deps.iam))
         )

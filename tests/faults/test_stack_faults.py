@@ -420,3 +420,34 @@ def test_given_stopping_the_workflow_is_throttled_when_the_holder_revokes_early_
     assert events.count("GRANT_REVOKED") == 1
     assert attached_policies(stack, "orders-service") == []
     assert sweep_then_check_estate(stack)["revoked"] == []
+
+
+# ------------------------------------------------------------------ (f) IAM still shows a deleted policy for a moment
+
+
+def test_given_iam_still_shows_the_policy_after_deleting_it_when_revoking_at_expiry_then_the_asl_retries_and_revokes(
+    stack: LocalStack, orders: Workload, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given IAM answers the first DeletePolicy but (eventually consistent) still serves the policy after it
+    original_delete = IAMBackend.delete_policy
+    deletes: list[str] = []
+
+    def first_delete_not_seen_yet(self: IAMBackend, policy_arn: str) -> None:
+        deletes.append(policy_arn)
+        if len(deletes) > 1:
+            original_delete(self, policy_arn)
+
+    monkeypatch.setattr(IAMBackend, "delete_policy", first_delete_not_seen_yet)
+
+    # When a grant is issued and expires
+    request_id = request(orders, key="delete-not-seen-yet")
+    execution = finished(stack, request_id)
+
+    # Then the revoke step, finding the policy still there, failed as transient and its retry revoked
+    # it: revoked by the workflow, with no revocation failure recorded or left for the sweeper
+    assert execution["status"] == "SUCCEEDED", execution
+    assert failed_tasks(stack, request_id) == [("RevokeGrant", "TransientError")]
+    assert deletes == [policy_arn_of(stack, request_id)] * 2
+    assert "REVOKE_FAILED" not in events_of(stack, request_id)
+    issued_once_and_revoked_at_expiry(stack, orders, request_id)
+    assert sweep_then_check_estate(stack)["revoked"] == []

@@ -26,10 +26,10 @@ from accessctl.databases import describe_database
 from accessctl.decisions import decide_request
 from accessctl.dependencies import Dependencies
 from accessctl.errors import (
-    AccessctlError,
     ConflictError,
     ForbiddenError,
     QuotaExceededError,
+    TransientError,
     UnsafeGrantError,
 )
 from accessctl.grant_policy import (
@@ -559,13 +559,18 @@ def _audit_revocation_once(request: AccessRequest, reason: RevokeReason, deps: D
 
 
 def _confirm_gone(policy_arn: str, deps: Dependencies) -> None:
+    """IAM must say the policy is gone before anything is recorded as revoked.
+
+    IAM is eventually consistent: a policy still readable right after DeletePolicy answered is
+    transient, and the step run again (it repeats the removal, which is idempotent) finds it gone.
+    """
     try:
         call(deps.iam.get_policy, PolicyArn=policy_arn)
     except ClientError as error:
         if error_code(error) == "NoSuchEntity":
             return
         raise
-    raise AccessctlError(f"policy {policy_arn} still exists after deletion")
+    raise TransientError(f"policy {policy_arn} still exists after deletion")
 
 
 def _ignore_missing(operation: Any, **kwargs: Any) -> None:
