@@ -454,6 +454,8 @@ def _nothing_to_revoke(
             # Asked again: an earlier early revoke (or another revoker) may have left the workflow
             # waiting, which would wake at expiry to revoke and notify once more. Stopping is idempotent.
             stop_execution(request.execution_arn, deps, cause=f"grant revoked early by {actor}")
+        if reason == RevokeReason.COMPENSATION and request.status == RequestStatus.REVOKED:
+            _remove_policy_made_after_revocation(request, deps)
         return Revocation(request_id=request.request_id, status="ALREADY_REVOKED")
     if request.status == RequestStatus.EXTENDED:
         # Holds no policy of its own; the grant it extended is revoked through its own record.
@@ -466,6 +468,31 @@ def _nothing_to_revoke(
         warn_at = expiry_warning_at(expires_at, deps.settings.expiry_warning_minutes)
         return Revocation(request_id=request.request_id, status="EXTENDED", expires_at=expires_at, warn_at=warn_at)
     return None
+
+
+def _remove_policy_made_after_revocation(request: AccessRequest, deps: Dependencies) -> None:
+    """A grant step still running when another revoker (the sweeper, past expiry) recorded the grant
+    revoked may have created and attached the policy after that removal; its compensation removes it."""
+    policy_arn = request.grant.policy_arn if request.grant else policy_arn_for(request.request_id, deps)
+    try:
+        call(deps.iam.get_policy, PolicyArn=policy_arn)
+    except ClientError as error:
+        if error_code(error) == "NoSuchEntity":
+            return
+        raise
+    with aws_requests(deps.iam) as iam_calls:
+        detached = remove_policy(policy_arn, deps)
+    deps.audit.append(
+        AuditEventType.ORPHAN_REMOVED,
+        subject=request.request_id,
+        actor="workflow",
+        request=request,
+        outcome="REMOVED",
+        reason="the grant step made the policy after the grant was recorded revoked",
+        details={"policy_arn": policy_arn, "detached_from": detached},
+        aws_requests=iam_calls,
+    )
+    logger.warning("removed a grant policy made after its revocation", extra={"request_id": request.request_id})
 
 
 def _record_revocation(
