@@ -3,7 +3,9 @@ real handlers running in-process. IAM throttles issuing or revoking, and the iss
 its Lambda Timeout (once, and on every attempt); the workflow's own Retry/Catch must leave every grant with one consistent
 record, and after one sweep no grant outlives its expiry (``check_estate``, the in-process faults'
 invariant, over the whole estate). A notification step that times out after sending is run again
-without sending twice.
+without sending twice; an early revoke whose StopExecution is throttled is stopped by the retried
+DELETE; a policy IAM still shows after deletion is retried, not recorded as a failure; and the
+grants table write that follows an IAM change fails (throttled when issuing, refused when revoking).
 
 IAM faults are raised by the emulator itself (its IAM backend runs in this process), so they reach
 the handlers as real throttling responses. Grants last a few seconds (the grant module's expiry
@@ -451,3 +453,77 @@ def test_given_iam_still_shows_the_policy_after_deleting_it_when_revoking_at_exp
     assert "REVOKE_FAILED" not in events_of(stack, request_id)
     issued_once_and_revoked_at_expiry(stack, orders, request_id)
     assert sweep_then_check_estate(stack)["revoked"] == []
+
+
+# ------------------------------------------------------------------ (g) the grants table write after an IAM change fails
+
+
+def status_write_fails(monkeypatch: pytest.MonkeyPatch, status: str, error: Exception, times: int) -> list[str]:
+    """The emulator's DynamoDB refuses the first ``times`` UpdateItem calls that set ``status``
+    (the write that records what IAM just did); the others are served."""
+    from moto.dynamodb.models import DynamoDBBackend
+
+    original_update = DynamoDBBackend.update_item
+    refused: list[str] = []
+
+    def maybe_refused(self: DynamoDBBackend, *args: Any, **kwargs: Any) -> Any:
+        names = kwargs.get("expression_attribute_names") or {}
+        values = kwargs.get("expression_attribute_values") or {}
+        sets_status = names.get("#u0p0") == "status" and values.get(":u0") == {"S": status}
+        if sets_status and len(refused) < times:
+            refused.append(status)
+            raise error
+        return original_update(self, *args, **kwargs)
+
+    monkeypatch.setattr(DynamoDBBackend, "update_item", maybe_refused)
+    return refused
+
+
+def dynamodb_error(code: str) -> Exception:
+    from moto.dynamodb.exceptions import ERROR_TYPE_PREFIX, DynamodbException
+
+    return DynamodbException(ERROR_TYPE_PREFIX + code, message="injected")
+
+
+def test_given_the_active_write_is_throttled_after_attaching_when_the_asl_retries_then_one_grant_revoked_at_expiry(
+    stack: LocalStack, orders: Workload, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given DynamoDB throttles the ACTIVE write that follows AttachRolePolicy past the SDK's retries
+    refused = status_write_fails(
+        monkeypatch, "ACTIVE", dynamodb_error("ProvisionedThroughputExceededException"), SDK_ATTEMPTS
+    )
+
+    # When a request runs through the real workflow until its grant expires
+    request_id = request(orders, key="active-write-throttled")
+    execution = finished(stack, request_id)
+
+    # Then IssueGrant's retry found the policy made and attached, recorded ACTIVE, and the grant
+    # was revoked at expiry: one policy, one record, nothing left for the sweeper
+    assert execution["status"] == "SUCCEEDED", execution
+    assert len(refused) == SDK_ATTEMPTS
+    assert failed_tasks(stack, request_id) == [("IssueGrant", "TransientError")]
+    issued_once_and_revoked_at_expiry(stack, orders, request_id)
+    assert sweep_then_check_estate(stack)["revoked"] == []
+
+
+def test_given_the_revoked_write_fails_after_iam_deleted_the_policy_when_one_sweep_runs_then_revoked_once(
+    stack: LocalStack, orders: Workload, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given DynamoDB refuses (not transient) the REVOKED write that follows the policy's deletion at expiry
+    refused = status_write_fails(monkeypatch, "REVOKED", dynamodb_error("ValidationException"), 1)
+
+    # When a grant is issued and expires, and the workflow's revocation ends there
+    request_id = request(orders, key="revoked-write-fails")
+    execution = finished(stack, request_id)
+    assert execution["status"] == "FAILED" and execution.get("error") == "RevokeFailed", execution
+    assert refused == ["REVOKED"]
+    assert orders.client.get_request(request_id).status == "ACTIVE"  # still indexed for the sweeper
+    assert attached_policies(stack, "orders-service") == []  # while IAM has already removed it
+    assert "REVOKE_FAILED" in events_of(stack, request_id)
+
+    # Then one sweep records it revoked, once, and the estate is consistent
+    assert sweep_then_check_estate(stack)["revoked"] == [request_id]
+    view = orders.client.get_request(request_id)
+    assert view.status == "REVOKED" and view.grant is not None and view.grant.revoke_reason == "SWEEP"
+    revoked = [row["actor"] for row in audit_trail(stack, request_id) if row["event_type"] == "GRANT_REVOKED"]
+    assert revoked == ["sweeper"]
