@@ -203,3 +203,29 @@ def test_given_the_sweeper_revokes_a_stalled_grant_while_its_step_runs_again_whe
     assert estate.attached("orders-service") == []
     assert estate.deps.grants.get(request_id).status == RequestStatus.REVOKED
     sweep_then_check(estate, move_clock(monkeypatch, 12))
+
+
+def test_given_the_grant_to_extend_is_revoked_after_it_was_read_when_retried_then_the_request_gets_its_own_grant(
+    estate: Estate, orders: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given an active grant that the role's index (eventually consistent) still lists after an
+    # early revoke removed it, and the same role asking again for the same database user
+    first = allowed_request(estate)
+    issue_grant(first, estate.deps)
+    as_listed = estate.deps.grants.get(first)
+    revoke_grant(first, RevokeReason.EARLY, "test", estate.deps)
+    again = allowed_request(estate, reason="asked again")
+    monkeypatch.setattr(estate.deps.grants, "active_grants_for", lambda *args: [as_listed])
+
+    # When the grant step tries to extend the listed grant, then runs again (the ASL retries TransientError)
+    with pytest.raises(TransientError, match="can no longer be extended"):
+        issue_grant(again, estate.deps)
+    monkeypatch.undo()
+    grant = issue_grant(again, estate.deps)
+
+    # Then nothing was written to the revoked grant, and the request holds a grant of its own
+    assert estate.deps.grants.get(first).status == RequestStatus.REVOKED
+    assert grant.grant_id == again
+    assert estate.deps.grants.get(again).status == RequestStatus.ACTIVE
+    assert estate.attached("orders-service") == [grant.policy_arn]
+    sweep_then_check(estate, move_clock(monkeypatch, 11))

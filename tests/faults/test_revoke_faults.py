@@ -18,7 +18,7 @@ from moto.iam.models import IAMBackend
 from accessctl import aws, config, dependencies
 from accessctl.errors import TransientError
 from accessctl.grants import SweepReport, issue_grant, revoke_grant, sweep_expired_grants
-from accessctl.models import AuditEventType, RequestStatus, RevokeReason
+from accessctl.models import AuditEventType, RequestStatus, RevokeReason, to_iso
 from tests.conftest import Estate
 from tests.faults.support import (
     FaultyClient,
@@ -286,3 +286,33 @@ def test_given_the_index_still_lists_a_grant_its_workflow_revoked_when_swept_the
     assert report.revoked == []
     record = estate.deps.grants.get(request_id)
     assert record.grant is not None and record.grant.revoke_reason == RevokeReason.EXPIRED
+
+
+def test_given_a_grant_being_revoked_at_expiry_when_its_role_asks_again_meanwhile_then_the_new_access_is_not_lost(
+    estate: Estate, orders: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a grant past its expiry whose workflow is revoking it (between the detach and the delete)
+    first = issued(estate)
+    now = move_clock(monkeypatch, 10.1)
+    second: list[str] = []
+
+    class RequestArrivesMeanwhile(FaultyClient):
+        def delete_policy(self, **kwargs: Any) -> Any:
+            if not second:  # the role asks again for the same database user, and is allowed
+                second.append(allowed_request(estate, reason="asked again at expiry"))
+                issue_grant(second[0], estate.deps)
+            return self._client.delete_policy(**kwargs)
+
+    # When the revocation finishes
+    revoked = revoke_grant(
+        first, RevokeReason.EXPIRED, "workflow", replace(estate.deps, iam=RequestArrivesMeanwhile(estate.deps.iam))
+    )
+
+    # Then the expired grant is revoked, and the new request holds a live grant of its own, attached,
+    # rather than an extension of the policy being deleted
+    assert revoked.status == "REVOKED"
+    record = estate.deps.grants.get(second[0])
+    assert record.status == RequestStatus.ACTIVE and record.grant is not None
+    assert record.grant.expires_at > to_iso(now)
+    assert estate.attached("orders-service") == [record.grant.policy_arn]
+    sweep_then_check(estate, now)

@@ -60,6 +60,11 @@ from accessctl.policy import PolicyEngine
 from accessctl.principals import lookup_role
 from accessctl.sessions import SessionTermination
 
+# A grant this close to its expiry is not extended (its revocation may begin before the extension
+# is recorded): the request gets a grant of its own. Covers an extension step's read-to-write time and
+# clock skew; the extension's write re-checks it.
+EXTEND_MARGIN = timedelta(seconds=10)
+
 
 def evaluate_request(request_id: str, engine: PolicyEngine, deps: Dependencies) -> Decision:
     """Decide a request once. A step run again (an earlier run timed out) answers the decision
@@ -155,9 +160,9 @@ def issue_grant(request_id: str, deps: Dependencies) -> Grant:
         raise ForbiddenError(f"role {request.role_name} is no longer enabled for accessctl")
 
     if request.grant is None:
-        active = deps.grants.active_grants_for(request.role_arn, request.database, request.db_user)
-        if active:
-            return extend_grant(active[0], request, decision, deps)
+        extendable = _extendable_grants(request, deps)
+        if extendable:
+            return extend_grant(extendable[0], request, decision, deps)
         _check_role_policy_quota(request.role_name, deps)
     grant = request.grant or _new_grant(request, decision, deps)
     document = build_grant_policy(grant.resource_arn, grant.expires_at)
@@ -170,6 +175,19 @@ def issue_grant(request_id: str, deps: Dependencies) -> Grant:
     metrics.add_metric(name="GrantsIssued", unit="Count", value=1)
     logger.info("grant issued", extra={"request_id": request_id, "expires_at": grant.expires_at})
     return grant
+
+
+def _extendable_grants(request: AccessRequest, deps: Dependencies) -> list[AccessRequest]:
+    """The role's live grants on this database user that are not about to be revoked.
+
+    A grant within EXTEND_MARGIN of its expiry (or past it, its revocation not yet recorded) may
+    be being revoked right now: extending it would put the new access on a policy that is being
+    deleted. Such a request gets a grant of its own; the old one's revocation leaves the db user's
+    sessions alone while another grant holds it (accessctl.sessions).
+    """
+    not_before = to_iso(utc_now() + EXTEND_MARGIN)
+    active = deps.grants.active_grants_for(request.role_arn, request.database, request.db_user)
+    return [other for other in active if other.grant is not None and other.grant.expires_at > not_before]
 
 
 def _require_approval(request_id: str, deps: Dependencies) -> None:
@@ -253,10 +271,23 @@ def extend_grant(existing: AccessRequest, request: AccessRequest, decision: Deci
         expires_at = max(grant_expiry(utc_now(), decision.granted_minutes), existing.grant.expires_at)
     document = build_grant_policy(existing.grant.resource_arn, expires_at)
     with aws_requests(deps.iam) as iam_calls:
-        if expires_at != existing.grant.expires_at:
-            deps.grants.record_extension(existing.request_id, expires_at, extended_by=request.request_id)
-            _replace_policy_document(existing.grant.policy_arn, document, deps)
-        elif already_extended and grant_policy_problems(
+        if not already_extended:
+            # Also when the expiry does not move: the conditional write is what says the grant is
+            # still live (and not about to be revoked) now, and it records who extended it.
+            try:
+                deps.grants.record_extension(
+                    existing.request_id,
+                    expires_at,
+                    extended_by=request.request_id,
+                    not_before=to_iso(utc_now() + EXTEND_MARGIN),
+                )
+            except ConflictError as error:
+                # Revoked, or now too close to its expiry, since it was read: the step run again
+                # (TransientError is retried) issues a grant of its own.
+                raise TransientError(f"grant {existing.request_id} can no longer be extended: {error}") from error
+            if expires_at != existing.grant.expires_at:
+                _replace_policy_document(existing.grant.policy_arn, document, deps)
+        elif grant_policy_problems(
             current_policy_document(existing.grant.policy_arn, deps), existing.grant.resource_arn, expires_at
         ):
             _replace_policy_document(existing.grant.policy_arn, document, deps)

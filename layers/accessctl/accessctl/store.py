@@ -107,13 +107,19 @@ class GrantsStore:
     def record_active(self, request_id: str) -> None:
         self._update(request_id, {"status": RequestStatus.ACTIVE.value}, expected_status=(RequestStatus.GRANTING,))
 
-    def record_extension(self, request_id: str, expires_at: str, extended_by: str) -> None:
-        """Move a live grant's expiry later (before IAM is changed: the index never under-states it)."""
+    def record_extension(self, request_id: str, expires_at: str, extended_by: str, *, not_before: str) -> None:
+        """Move a live grant's expiry later (before IAM is changed: the index never under-states it).
+
+        Only while the grant is ACTIVE and its recorded expiry is still after ``not_before``
+        (checked at the write): a grant whose revocation may have begun is not extended
+        (ConflictError).
+        """
         self._update(
             request_id,
             {"expires_at": expires_at, "grant.expires_at": expires_at},
             append={"grant.extended_by": extended_by},
             expected_status=(RequestStatus.ACTIVE,),
+            condition=Attr("expires_at").gt(not_before),
         )
 
     def record_extended(self, request_id: str, grant: Grant, extends: str) -> None:
@@ -242,11 +248,14 @@ class GrantsStore:
         remove: tuple[str, ...] = (),
         append: dict[str, Any] | None = None,
         expected_status: tuple[RequestStatus, ...] = (),
+        condition: ConditionBase | None = None,
     ) -> None:
         expression, names, placeholders = update_expression(values, remove=remove, append=append)
-        condition: ConditionBase = Attr("request_id").exists()
+        expected: ConditionBase = Attr("request_id").exists()
         if expected_status:
-            condition = condition & Attr("status").is_in([status.value for status in expected_status])
+            expected = expected & Attr("status").is_in([status.value for status in expected_status])
+        if condition is not None:
+            expected = expected & condition
         try:
             with transient_errors_surface():
                 self._table.update_item(
@@ -254,12 +263,13 @@ class GrantsStore:
                     UpdateExpression=expression,
                     ExpressionAttributeNames=names,
                     ExpressionAttributeValues=placeholders,
-                    ConditionExpression=condition,
+                    ConditionExpression=expected,
                 )
         except ClientError as error:
             if error_code(error) == "ConditionalCheckFailedException":
                 raise ConflictError(
                     f"request {request_id} is missing or not in state {'/'.join(expected_status) or 'any'}"
+                    + (" (or no longer as expected)" if condition is not None else "")
                 ) from error
             raise
 
