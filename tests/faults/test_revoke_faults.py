@@ -316,3 +316,24 @@ def test_given_a_grant_being_revoked_at_expiry_when_its_role_asks_again_meanwhil
     assert record.grant.expires_at > to_iso(now)
     assert estate.attached("orders-service") == [record.grant.policy_arn]
     sweep_then_check(estate, now)
+
+
+# ------------------------------------------------------------------ a backlog larger than one run
+
+
+def test_given_more_expired_grants_than_one_run_has_time_for_when_swept_then_it_stops_in_time_and_the_next_finishes(
+    estate: Estate, orders: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given two grants past expiry (a backlog), and a sweep whose Lambda has time for one of them
+    first, second = issued(estate, "orders-service"), issued(estate, "reporting-job")
+    now = move_clock(monkeypatch, 11)
+    seconds_left = iter([120.0, 120.0, 20.0])  # as the run starts, before the first grant, before the second
+
+    # When the sweep runs
+    report = sweep_expired_grants(estate.deps, seconds_left=lambda: next(seconds_left))
+
+    # Then it revokes one, stops before the Lambda's timeout (so it ends normally, and its metrics
+    # and report are emitted), and says it left work for the next run, which finishes it
+    assert len(report.revoked) == 1 and report.failed == {}
+    assert report.out_of_time is True
+    assert set(report.revoked + sweep_then_check(estate, now).revoked) == {first, second}

@@ -12,6 +12,7 @@ gone, and only then records the grant as revoked.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -692,18 +693,37 @@ class SweepReport:
     examined: int = 0
     revoked: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
+    out_of_time: bool = False  # stopped before the function's timeout; the next sweep goes on
 
 
-def sweep_expired_grants(deps: Dependencies, grace: timedelta = timedelta(seconds=0)) -> SweepReport:
+# Time kept back from the function's timeout: one revocation (IAM calls, SDK retries, session
+# termination's connect timeout, the audit write) and the metrics flush fit in it. At most a quarter
+# of the time the run started with (a function given a shorter Timeout still sweeps).
+SWEEP_RESERVE_SECONDS = 60.0
+
+
+def sweep_expired_grants(
+    deps: Dependencies,
+    grace: timedelta = timedelta(seconds=0),
+    seconds_left: Callable[[], float] | None = None,
+) -> SweepReport:
     """Revoke every grant past expiry that is still indexed as active, whatever its workflow did.
 
     Cost follows the expired grants only (one indexed Query, paged). A failure on one grant
     never stops the others; it is retried on the next sweep, and counted (``SweeperFailures``,
-    which sets off an alarm).
+    which sets off an alarm). ``seconds_left`` (the Lambda's remaining time): a backlog larger
+    than one run stops SWEEP_RESERVE_SECONDS before the timeout, so the run still ends, reports and
+    emits its metrics (a timed-out run emits none, and its alarms would stay silent); what is left
+    is still indexed and the next sweep takes it.
     """
     report = SweepReport()
     cutoff = to_iso(utc_now() - grace)
+    reserve = min(SWEEP_RESERVE_SECONDS, seconds_left() / 4) if seconds_left is not None else 0.0
     for request in deps.grants.expired_active(now=cutoff):
+        if seconds_left is not None and seconds_left() < reserve:
+            report.out_of_time = True
+            logger.warning("sweep stopped before the function's timeout; the next sweep goes on")
+            break
         report.examined += 1
         try:
             revocation = revoke_grant(request.request_id, RevokeReason.SWEEP, "sweeper", deps)
