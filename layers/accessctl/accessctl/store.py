@@ -202,6 +202,26 @@ class GrantsStore:
                 return
             query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
+    def live_grants_on(self, database: str, db_user: str, after: str) -> list[AccessRequest]:
+        """Grants whose policy may exist on ``database`` as ``db_user`` and that expire after ``after``.
+
+        A Query on the expiry index (live grants only, by expiry): what it reads follows the live
+        grants, never the database's request history.
+        """
+        query: dict[str, Any] = {
+            "IndexName": EXPIRY_INDEX,
+            "KeyConditionExpression": Key("active_shard").eq(ACTIVE_SHARD) & Key("expires_at").gt(after),
+            "FilterExpression": Attr("database").eq(database) & Attr("db_user").eq(db_user),
+        }
+        found: list[AccessRequest] = []
+        while True:
+            with transient_errors_surface():
+                page = self._table.query(**query)
+            found += [_from_item(item) for item in page.get("Items", [])]
+            if "LastEvaluatedKey" not in page:
+                return found
+            query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
     def list_requests(
         self,
         *,
