@@ -47,6 +47,6 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     elif event.get("mode") == "integrity":
         report = asdict(sweep_integrity(deps, _notifier()))
     else:
-        report = asdict(sweep_expired_grants(deps))
+        report = asdict(sweep_expired_grants(deps, seconds_left=lambda: context.get_remaining_time_in_millis() / 1000))
     logger.info("sweep finished", extra={"report": report})
     return report

@@ -8,15 +8,20 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import boto3
 import pytest
+from moto import mock_aws
 
 from accessctl.chat.slack import SlackApi
 from accessctl.config import Settings
 from accessctl.errors import ChatError, TransientError
 from accessctl.models import AccessRequest, ApprovalStatus
 from accessctl.notify import (
+    DeliveryClaims,
     FanOutNotifier,
     LogNotifier,
+    Notifier,
+    OnceNotifier,
     SlackNotifier,
     SnsNotifier,
     TeamsWebhookNotifier,
@@ -25,6 +30,7 @@ from accessctl.notify import (
 )
 from accessctl_local import FakeSlack
 from tests.chat.conftest import REQUESTER_SLACK_ID, TOKEN, granted, pending_approval, slack_request
+from tests.support.template import create_table
 
 
 class Recording:
@@ -279,3 +285,111 @@ SUMMARIES = {
 @pytest.mark.parametrize(("event", "expected"), SUMMARIES.values(), ids=SUMMARIES.keys())
 def test_given_a_chat_request_when_summarised_then_it_names_the_person_and_the_event(event: str, expected: str) -> None:
     assert expected in summary(event, granted(slack_request()))
+
+
+# ------------------------------------------------------------------ the workflow's step run again
+
+
+class Flaky:
+    """A channel that fails as told (an Exception: it reports not delivering; a BaseException: the
+    function was stopped mid-send, as a Lambda timeout stops it), then records what it is given."""
+
+    def __init__(self, channel: str, *failures: BaseException) -> None:
+        self.channel = channel
+        self.sent: list[tuple[str, str]] = []
+        self._failures = list(failures)
+
+    def send(self, event: str, request: AccessRequest, severity: str = "info") -> None:
+        if self._failures:
+            raise self._failures.pop(0)
+        self.sent.append((event, request.request_id))
+
+
+class StoppedMidSend(BaseException):
+    """The step's function stopped while a channel was sending (nothing in the step catches it)."""
+
+
+@pytest.fixture
+def claims(aws_environment: None) -> Iterator[DeliveryClaims]:
+    with mock_aws():
+        dynamodb = boto3.client("dynamodb", region_name="us-east-1")
+        create_table(dynamodb, "ChatOpsTable", "chatops")
+        yield DeliveryClaims(boto3.resource("dynamodb", region_name="us-east-1").Table("chatops"))
+
+
+def once(claims: DeliveryClaims, *channels: Flaky) -> Notifier:
+    """What the workflow's notification step sends through: each channel at most once per event."""
+    return FanOutNotifier([OnceNotifier(channel, claims) for channel in channels])
+
+
+def test_given_a_step_stopped_after_sns_delivered_when_run_again_then_sns_is_not_sent_twice_and_teams_gets_it(
+    claims: DeliveryClaims,
+) -> None:
+    # Given SNS delivered, then the function was stopped before Teams was called
+    request = granted(slack_request())
+    sns = Flaky("sns")
+    teams = Flaky("teams")
+    with pytest.raises(StoppedMidSend):
+        FanOutNotifier([OnceNotifier(sns, claims), Flaky("the function stopping", StoppedMidSend())]).send(
+            "GRANTED", request
+        )
+
+    # When the step runs again over both channels
+    once(claims, sns, teams).send("GRANTED", request)
+
+    # Then SNS had it once, and Teams, never reached before, has it now
+    assert sns.sent == [("GRANTED", request.request_id)]
+    assert teams.sent == [("GRANTED", request.request_id)]
+
+
+def test_given_a_channel_stopped_mid_send_when_the_step_runs_again_then_it_is_not_sent_again(
+    claims: DeliveryClaims,
+) -> None:
+    # Given the function was stopped while Teams was sending (it may have been delivered)
+    request = granted(slack_request())
+    teams = Flaky("teams", StoppedMidSend())
+    with pytest.raises(StoppedMidSend):
+        once(claims, teams).send("REVOKED", request)
+
+    # When the step runs again
+    once(claims, teams).send("REVOKED", request)
+
+    # Then it is not sent a second time (a possibly missing message rather than a duplicate)
+    assert teams.sent == []
+
+
+def test_given_every_channel_failed_to_deliver_when_the_step_is_retried_then_each_sends_once(
+    claims: DeliveryClaims,
+) -> None:
+    # Given both channels report that they did not deliver (the step fails: a retry may help)
+    request = granted(slack_request())
+    sns = Flaky("sns", TransientError("throttled"))
+    teams = Flaky("teams", TransientError("HTTP 503"))
+    with pytest.raises(TransientError):
+        once(claims, sns, teams).send("DENIED", request)
+
+    # When the workflow retries the step, twice
+    once(claims, sns, teams).send("DENIED", request)
+    once(claims, sns, teams).send("DENIED", request)
+
+    # Then each channel delivered exactly once
+    assert sns.sent == teams.sent == [("DENIED", request.request_id)]
+
+
+def test_given_a_warning_sent_when_the_grant_is_extended_then_the_new_expiry_is_warned_of_once(
+    claims: DeliveryClaims,
+) -> None:
+    # Given the holder was warned of the first expiry
+    sns = Flaky("sns")
+    first = granted(slack_request())
+    once(claims, sns).send("EXPIRING", first)
+    assert first.grant is not None
+
+    # When the grant is extended and the workflow warns (and a retried step warns again)
+    extended = granted(slack_request(), expires_at="2026-12-03T16:35:00Z")
+    once(claims, sns).send("EXPIRING", extended)
+    once(claims, sns).send("EXPIRING", extended)
+    once(claims, sns).send("EXPIRING", first)
+
+    # Then one warning per expiry
+    assert sns.sent == [("EXPIRING", first.request_id)] * 2

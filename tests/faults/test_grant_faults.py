@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from accessctl.errors import TransientError
-from accessctl.grants import issue_grant, revoke_grant, sweep_expired_grants
+from accessctl.errors import ConflictError, TransientError
+from accessctl.grants import SweepReport, issue_grant, revoke_grant, sweep_expired_grants
 from accessctl.models import RequestStatus, RevokeReason
 from tests.conftest import Estate
 from tests.faults.support import (
@@ -174,3 +174,58 @@ def test_given_the_revoked_audit_write_failed_when_revocation_is_retried_then_th
     revoked = [e for e in estate.deps.audit.for_subject(request_id) if e.event_type == AuditEventType.GRANT_REVOKED]
     assert len(revoked) == 1
     assert grant_policies(estate) == {}
+
+
+def test_given_the_sweeper_revokes_a_stalled_grant_while_its_step_runs_again_when_compensated_then_no_policy_is_left(
+    estate: Estate, orders: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a grant step that stalled (GRANTING, retried by the workflow) until past the grant's expiry,
+    # and the sweeper revoking it (nothing there yet) while the retried step is about to create the policy
+    request_id = allowed_request(estate)
+    sweeps: list[SweepReport] = []
+
+    class SweepRunsMeanwhile(FaultyClient):
+        def create_policy(self, **kwargs: Any) -> Any:
+            if not sweeps:
+                move_clock(monkeypatch, 11)
+                sweeps.append(sweep_expired_grants(estate.deps))
+            return self._client.create_policy(**kwargs)
+
+    # When the step goes on (creates and attaches the policy, then finds the record revoked) and the
+    # workflow's Catch compensates it
+    with pytest.raises(ConflictError):
+        issue_grant(request_id, replace(estate.deps, iam=SweepRunsMeanwhile(estate.deps.iam)))
+    assert sweeps[0].revoked == [request_id]
+    revoke_grant(request_id, RevokeReason.COMPENSATION, "workflow", estate.deps)
+
+    # Then the policy the step made after the sweep is gone too, and the record still says revoked
+    assert grant_policies(estate) == {}
+    assert estate.attached("orders-service") == []
+    assert estate.deps.grants.get(request_id).status == RequestStatus.REVOKED
+    sweep_then_check(estate, move_clock(monkeypatch, 12))
+
+
+def test_given_the_grant_to_extend_is_revoked_after_it_was_read_when_retried_then_the_request_gets_its_own_grant(
+    estate: Estate, orders: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given an active grant that the role's index (eventually consistent) still lists after an
+    # early revoke removed it, and the same role asking again for the same database user
+    first = allowed_request(estate)
+    issue_grant(first, estate.deps)
+    as_listed = estate.deps.grants.get(first)
+    revoke_grant(first, RevokeReason.EARLY, "test", estate.deps)
+    again = allowed_request(estate, reason="asked again")
+    monkeypatch.setattr(estate.deps.grants, "active_grants_for", lambda *args: [as_listed])
+
+    # When the grant step tries to extend the listed grant, then runs again (the ASL retries TransientError)
+    with pytest.raises(TransientError, match="can no longer be extended"):
+        issue_grant(again, estate.deps)
+    monkeypatch.undo()
+    grant = issue_grant(again, estate.deps)
+
+    # Then nothing was written to the revoked grant, and the request holds a grant of its own
+    assert estate.deps.grants.get(first).status == RequestStatus.REVOKED
+    assert grant.grant_id == again
+    assert estate.deps.grants.get(again).status == RequestStatus.ACTIVE
+    assert estate.attached("orders-service") == [grant.policy_arn]
+    sweep_then_check(estate, move_clock(monkeypatch, 11))

@@ -2,7 +2,10 @@
 real handlers running in-process. IAM throttles issuing or revoking, and the issue step runs past
 its Lambda Timeout (once, and on every attempt); the workflow's own Retry/Catch must leave every grant with one consistent
 record, and after one sweep no grant outlives its expiry (``check_estate``, the in-process faults'
-invariant, over the whole estate).
+invariant, over the whole estate). A notification step that times out after sending is run again
+without sending twice; an early revoke whose StopExecution is throttled is stopped by the retried
+DELETE; a policy IAM still shows after deletion is retried, not recorded as a failure; and the
+grants table write that follows an IAM change fails (throttled when issuing, refused when revoking).
 
 IAM faults are raised by the emulator itself (its IAM backend runs in this process), so they reach
 the handlers as real throttling responses. Grants last a few seconds (the grant module's expiry
@@ -325,3 +328,202 @@ def test_given_iam_throttles_revoking_at_expiry_when_the_asl_retries_then_revoke
     revoked = [row for row in audit_trail(stack, request_id) if row["event_type"] == "GRANT_REVOKED"]
     assert [row["actor"] for row in revoked] == ["workflow"]
     assert sweep_then_check_estate(stack)["revoked"] == []
+
+
+# ------------------------------------------------------------------ (d) a notification step times out after sending
+
+
+@pytest.fixture
+def notify_times_out_after_2s(stack: LocalStack) -> Iterator[None]:
+    """NotifyFunction's Timeout lowered through the Lambda API (the template says 30 s)."""
+    lambda_client = stack.client("lambda")
+    name = stack.resources["NotifyFunction"]
+    lambda_client.update_function_configuration(FunctionName=name, Timeout=2)
+    yield
+    lambda_client.update_function_configuration(FunctionName=name, Timeout=TEMPLATE_TIMEOUT_SECONDS)
+
+
+def slow_publish(monkeypatch: pytest.MonkeyPatch, slow_event: str) -> list[tuple[str, str]]:
+    """SNS delivers every message at once, but answers the first ``slow_event`` publish only after
+    NotifyFunction's 2 s Timeout. Returns (event, request id) of every message delivered."""
+    from moto.sns.models import Topic
+
+    original_publish = Topic.publish
+    delivered: list[tuple[str, str]] = []
+
+    def publish_then_wait(self: Topic, message: str, *args: Any, **kwargs: Any) -> str:
+        message_id = original_publish(self, message, *args, **kwargs)
+        body = json.loads(message)
+        delivered.append((body["event"], body["request_id"]))
+        if body["event"] == slow_event and delivered.count((slow_event, body["request_id"])) == 1:
+            time.sleep(3)
+        return message_id
+
+    monkeypatch.setattr(Topic, "publish", publish_then_wait)
+    return delivered
+
+
+def test_given_the_granted_notification_times_out_after_sending_when_the_asl_retries_then_it_is_sent_once(
+    stack: LocalStack, orders: Workload, monkeypatch: pytest.MonkeyPatch, notify_times_out_after_2s: None
+) -> None:
+    # Given SNS takes the GRANTED message but answers only after NotifyFunction's Timeout
+    delivered = slow_publish(monkeypatch, "GRANTED")
+
+    # When a request runs through the real workflow until its grant expires
+    request_id = request(orders, key="notify-timeout")
+    execution = finished(stack, request_id)
+
+    # Then Lambda reported Sandbox.Timedout and NotifyGranted ran again, which found the message
+    # already handed to SNS: the requester is told once that access was granted, once that it was revoked
+    assert execution["status"] == "SUCCEEDED", execution
+    assert ("NotifyGranted", "Sandbox.Timedout") in failed_tasks(stack, request_id)
+    mine = [event for event, of in delivered if of == request_id]
+    assert mine == ["GRANTED", "REVOKED"]
+    issued_once_and_revoked_at_expiry(stack, orders, request_id)
+    assert sweep_then_check_estate(stack)["revoked"] == []
+
+
+# ------------------------------------------------------------------ (e) an early revoke cannot stop its workflow at first
+
+
+def test_given_stopping_the_workflow_is_throttled_when_the_holder_revokes_early_then_the_retried_delete_stops_it(
+    stack: LocalStack, orders: Workload, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from moto.core.exceptions import AWSError
+    from moto.stepfunctions.responses import StepFunctionResponse
+
+    # Given an active five-minute grant whose workflow waits for its expiry
+    monkeypatch.setattr(
+        "accessctl.grants.grant_expiry", lambda granted_at, minutes: to_iso(granted_at + timedelta(minutes=5))
+    )
+    view = orders.client.wait(request(orders, key="early-stop-throttled"), timeout=30)
+    assert view.status == "ACTIVE"
+    # and Step Functions throttling StopExecution past one invocation's SDK retries
+    original_stop = StepFunctionResponse.stop_execution
+    throttled: list[str] = []
+
+    def stop_throttled(self: StepFunctionResponse) -> Any:
+        if len(throttled) < SDK_ATTEMPTS:
+            throttled.append("StopExecution")
+            raise AWSError("Rate exceeded", exception_type="ThrottlingException")
+        return original_stop(self)
+
+    monkeypatch.setattr(StepFunctionResponse, "stop_execution", stop_throttled)
+
+    # When the holder revokes it (DELETE /grants/{id}; the client retries a 503 as it does any)
+    revoked = orders.client.revoke(view.request_id)
+
+    # Then the first attempt revoked the grant but could not stop the workflow; the retried DELETE
+    # found it revoked and stopped the workflow: nothing waits on to revoke or notify again at expiry
+    assert len(throttled) == SDK_ATTEMPTS
+    assert (revoked.status, revoked.revoke_reason) == ("REVOKED", "EARLY")
+    assert finished(stack, view.request_id, limit_s=10)["status"] == "ABORTED"
+    events = events_of(stack, view.request_id)
+    assert events.count("GRANT_REVOKED") == 1
+    assert attached_policies(stack, "orders-service") == []
+    assert sweep_then_check_estate(stack)["revoked"] == []
+
+
+# ------------------------------------------------------------------ (f) IAM still shows a deleted policy for a moment
+
+
+def test_given_iam_still_shows_the_policy_after_deleting_it_when_revoking_at_expiry_then_the_asl_retries_and_revokes(
+    stack: LocalStack, orders: Workload, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given IAM answers the first DeletePolicy but (eventually consistent) still serves the policy after it
+    original_delete = IAMBackend.delete_policy
+    deletes: list[str] = []
+
+    def first_delete_not_seen_yet(self: IAMBackend, policy_arn: str) -> None:
+        deletes.append(policy_arn)
+        if len(deletes) > 1:
+            original_delete(self, policy_arn)
+
+    monkeypatch.setattr(IAMBackend, "delete_policy", first_delete_not_seen_yet)
+
+    # When a grant is issued and expires
+    request_id = request(orders, key="delete-not-seen-yet")
+    execution = finished(stack, request_id)
+
+    # Then the revoke step, finding the policy still there, failed as transient and its retry revoked
+    # it: revoked by the workflow, with no revocation failure recorded or left for the sweeper
+    assert execution["status"] == "SUCCEEDED", execution
+    assert failed_tasks(stack, request_id) == [("RevokeGrant", "TransientError")]
+    assert deletes == [policy_arn_of(stack, request_id)] * 2
+    assert "REVOKE_FAILED" not in events_of(stack, request_id)
+    issued_once_and_revoked_at_expiry(stack, orders, request_id)
+    assert sweep_then_check_estate(stack)["revoked"] == []
+
+
+# ------------------------------------------------------------------ (g) the grants table write after an IAM change fails
+
+
+def status_write_fails(monkeypatch: pytest.MonkeyPatch, status: str, error: Exception, times: int) -> list[str]:
+    """The emulator's DynamoDB refuses the first ``times`` UpdateItem calls that set ``status``
+    (the write that records what IAM just did); the others are served."""
+    from moto.dynamodb.models import DynamoDBBackend
+
+    original_update = DynamoDBBackend.update_item
+    refused: list[str] = []
+
+    def maybe_refused(self: DynamoDBBackend, *args: Any, **kwargs: Any) -> Any:
+        names = kwargs.get("expression_attribute_names") or {}
+        values = kwargs.get("expression_attribute_values") or {}
+        sets_status = names.get("#u0p0") == "status" and values.get(":u0") == {"S": status}
+        if sets_status and len(refused) < times:
+            refused.append(status)
+            raise error
+        return original_update(self, *args, **kwargs)
+
+    monkeypatch.setattr(DynamoDBBackend, "update_item", maybe_refused)
+    return refused
+
+
+def dynamodb_error(code: str) -> Exception:
+    from moto.dynamodb.exceptions import ERROR_TYPE_PREFIX, DynamodbException
+
+    return DynamodbException(ERROR_TYPE_PREFIX + code, message="injected")
+
+
+def test_given_the_active_write_is_throttled_after_attaching_when_the_asl_retries_then_one_grant_revoked_at_expiry(
+    stack: LocalStack, orders: Workload, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given DynamoDB throttles the ACTIVE write that follows AttachRolePolicy past the SDK's retries
+    refused = status_write_fails(
+        monkeypatch, "ACTIVE", dynamodb_error("ProvisionedThroughputExceededException"), SDK_ATTEMPTS
+    )
+
+    # When a request runs through the real workflow until its grant expires
+    request_id = request(orders, key="active-write-throttled")
+    execution = finished(stack, request_id)
+
+    # Then IssueGrant's retry found the policy made and attached, recorded ACTIVE, and the grant
+    # was revoked at expiry: one policy, one record, nothing left for the sweeper
+    assert execution["status"] == "SUCCEEDED", execution
+    assert len(refused) == SDK_ATTEMPTS
+    assert failed_tasks(stack, request_id) == [("IssueGrant", "TransientError")]
+    issued_once_and_revoked_at_expiry(stack, orders, request_id)
+    assert sweep_then_check_estate(stack)["revoked"] == []
+
+
+def test_given_the_revoked_write_fails_after_iam_deleted_the_policy_when_one_sweep_runs_then_revoked_once(
+    stack: LocalStack, orders: Workload, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given DynamoDB refuses (not transient) the REVOKED write that follows the policy's deletion at expiry
+    refused = status_write_fails(monkeypatch, "REVOKED", dynamodb_error("ValidationException"), 1)
+
+    # When a grant is issued and expires, and the workflow's revocation ends there
+    request_id = request(orders, key="revoked-write-fails")
+    execution = finished(stack, request_id)
+    assert execution["status"] == "FAILED" and execution.get("error") == "RevokeFailed", execution
+    assert refused == ["REVOKED"]
+    assert orders.client.get_request(request_id).status == "ACTIVE"  # still indexed for the sweeper
+    assert attached_policies(stack, "orders-service") == []  # while IAM has already removed it
+    assert "REVOKE_FAILED" in events_of(stack, request_id)
+
+    # Then one sweep records it revoked, once, and the estate is consistent
+    assert sweep_then_check_estate(stack)["revoked"] == [request_id]
+    view = orders.client.get_request(request_id)
+    assert view.status == "REVOKED" and view.grant is not None and view.grant.revoke_reason == "SWEEP"
+    revoked = [row["actor"] for row in audit_trail(stack, request_id) if row["event_type"] == "GRANT_REVOKED"]
+    assert revoked == ["sweeper"]

@@ -3,9 +3,11 @@ executing, the real handlers running, requests signed with SigV4 over HTTP."""
 
 from __future__ import annotations
 
+import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
@@ -15,6 +17,7 @@ from accessctl_local.estate import (
     Workload,
     attached_policies,
     audit_trail,
+    create_role,
     grant_policies,
     policy_document,
     workload,
@@ -325,3 +328,72 @@ def test_given_an_active_grant_when_the_workload_asks_again_then_one_policy_is_e
     assert first.grant.policy_arn not in policy_arns(stack)
     revocations = [row for row in audit_trail(stack, first.request_id) if row["event_type"] == "GRANT_REVOKED"]
     assert len(revocations) == 1
+
+
+def _new_default_version(change: Callable[[dict[str, Any]], None]) -> Callable[[LocalStack, str], None]:
+    def tamper(stack: LocalStack, policy_arn: str) -> None:
+        document = policy_document(stack, policy_arn)
+        change(document["Statement"][0])
+        stack.client("iam").create_policy_version(
+            PolicyArn=policy_arn, PolicyDocument=json.dumps(document), SetAsDefault=True
+        )
+
+    return tamper
+
+
+def _attach_to_another_role(stack: LocalStack, policy_arn: str) -> None:
+    create_role(stack, "intruder", opted_in=False)
+    stack.client("iam").attach_role_policy(RoleName="intruder", PolicyArn=policy_arn)
+
+
+BY_HAND = {
+    "condition removed": (_new_default_version(lambda statement: statement.pop("Condition")), "DateLessThan"),
+    "resource widened": (
+        _new_default_version(lambda statement: statement.update(Resource="*")),
+        "Resource must be exactly one dbuser ARN",
+    ),
+    "attached to another role": (_attach_to_another_role, "attached to role/intruder"),
+}
+
+
+@pytest.mark.parametrize(("tamper", "why"), BY_HAND.values(), ids=BY_HAND.keys())
+def test_given_a_grant_tampered_by_hand_when_the_scheduled_integrity_sweep_runs_then_it_is_removed_and_recorded_why(
+    stack: LocalStack,
+    orders: Workload,
+    monkeypatch: pytest.MonkeyPatch,
+    tamper: Callable[[LocalStack, str], None],
+    why: str,
+) -> None:
+    from moto.sns.models import Topic
+
+    published: list[dict[str, Any]] = []
+    original_publish = Topic.publish
+
+    def recorded(self: Topic, message: str, *args: Any, **kwargs: Any) -> str:
+        published.append(json.loads(message))
+        return original_publish(self, message, *args, **kwargs)
+
+    monkeypatch.setattr(Topic, "publish", recorded)
+    # Given an active grant changed by hand in IAM (no CloudTrail event reaches the sweeper)
+    key = "tamper-" + "".join(c if c.isalnum() else "-" for c in why)
+    view = orders.client.wait(submit(orders.client, minutes=5, key=key), timeout=30)
+    assert view.grant is not None
+    tamper(stack, view.grant.policy_arn)
+
+    # When the integrity sweep's schedule fires
+    sweep = stack.fire_schedule("SweepGrantsFunctionIntegritySweep")
+
+    # Then the policy is gone from every principal, the grant is revoked as TAMPERED, the audit
+    # trail says why, and operators were notified
+    assert not sweep.errored, sweep.payload
+    (finding,) = sweep.payload["findings"]
+    assert finding["kind"] == "tampered" and any(why in problem for problem in finding["problems"])
+    assert view.grant.policy_arn not in policy_arns(stack)
+    assert attached_policies(stack, "orders-service") == []
+    revoked = orders.client.get_request(view.request_id)
+    assert (revoked.status, revoked.grant.revoke_reason if revoked.grant else None) == ("REVOKED", "TAMPERED")
+    (tampered,) = [row for row in audit_trail(stack, view.request_id) if row["event_type"] == "GRANT_TAMPERED"]
+    assert why in tampered.get("reason", "")
+    assert {"event": "TAMPERED", "request_id": view.request_id} in [
+        {"event": message["event"], "request_id": message["request_id"]} for message in published
+    ]

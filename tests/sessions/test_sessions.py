@@ -6,6 +6,7 @@ import dataclasses
 import json
 import socket
 import ssl
+from datetime import timedelta
 from typing import Any
 
 import pg8000.exceptions
@@ -14,7 +15,7 @@ import pytest
 from aws_lambda_powertools.utilities.parameters import SecretsProvider
 
 from accessctl.grants import revoke_grant
-from accessctl.models import AccessRequest, AuditEventType, DatabaseTarget, RequestStatus, RevokeReason
+from accessctl.models import AccessRequest, AuditEventType, DatabaseTarget, RequestStatus, RevokeReason, utc_now
 from accessctl.sessions import (
     CONNECT_TIMEOUT_SECONDS,
     RDS_CA_BUNDLE,
@@ -25,6 +26,7 @@ from accessctl.sessions import (
     connect_admin,
     terminate_sessions,
 )
+from accessctl.store import GrantsStore
 from tests.conftest import ACCOUNT_ID, REGION, Estate
 from tests.integration.test_grant_lifecycle import after_expiry, granted_request
 from tests.sessions.conftest import (
@@ -430,3 +432,79 @@ def test_given_no_terminator_when_revoked_then_the_audit_details_are_unchanged(
     revoke_grant(request_id, RevokeReason.EXPIRED, "workflow", estate.deps)
 
     assert "session_termination" not in revoked_details(estate, request_id)
+
+
+# ------------------------------------------------------------------ a db user still granted by another grant
+
+
+class CountingTable:
+    """The grants table, adding up the items each Query reads (what DynamoDB bills and takes time for)."""
+
+    def __init__(self, table: Any) -> None:
+        self._table = table
+        self.items_read = 0
+
+    def query(self, **kwargs: Any) -> Any:
+        page = self._table.query(**kwargs)
+        self.items_read += int(page.get("ScannedCount", 0))
+        return page
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._table, name)
+
+
+def test_given_another_live_grant_on_the_db_user_when_one_is_revoked_then_its_sessions_are_left_and_why_is_audited(
+    estate: Estate,
+    orders: dict[str, Any],
+    postgres: PostgresServer,
+    open_sessions: OpenSessions,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a grant five seconds before its expiry, and the same role asking again (a grant of its
+    # own: one that close to expiry is not extended), both for app_rw, with app_rw's sessions open
+    first = granted_request(estate)
+    monkeypatch.setattr("accessctl.grants.utc_now", lambda: utc_now() + timedelta(minutes=10, seconds=-5))
+    second = granted_request(estate, reason="asked again before expiry")
+    assert estate.deps.grants.get(second).status == RequestStatus.ACTIVE
+    terminator = SessionTerminator(
+        rds=estate.deps.rds,
+        secrets=admin_secret(estate),
+        grants=estate.deps.grants,
+        plaintext_test_socket=postgres.socket,
+    )
+    after_expiry(monkeypatch)
+
+    # When the first grant is revoked at its expiry
+    revoke_with(estate, first, terminator)
+
+    # Then the sessions are left (they cannot be told apart from the live grant's), and the audit says why
+    assert not any(is_dead(connection) for connection in open_sessions.granted)
+    termination = revoked_details(estate, first)["session_termination"]
+    assert termination["status"] == "SKIPPED"
+    assert f"still granted by {second}" in termination["reason"]
+    assert estate.attached("orders-service") == [estate.deps.grants.get(second).grant.policy_arn]  # type: ignore[union-attr]
+
+
+def test_given_a_long_request_history_on_the_database_when_a_grant_is_revoked_then_the_check_reads_only_live_grants(
+    estate: Estate, orders: dict[str, Any], postgres: PostgresServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a database with a history of 30 grants, each issued and revoked, and one live grant
+    for index in range(30):
+        past = granted_request(estate, reason=f"earlier run {index}")
+        revoke_grant(past, RevokeReason.EARLY, "test", estate.deps)
+    live = granted_request(estate, reason="the current run")
+    table = CountingTable(estate.session.resource("dynamodb").Table(estate.deps.settings.grants_table))
+    terminator = SessionTerminator(
+        rds=estate.deps.rds,
+        secrets=admin_secret(estate),
+        grants=GrantsStore(table),
+        plaintext_test_socket=postgres.socket,
+    )
+    after_expiry(monkeypatch)
+
+    # When the live grant is revoked and its db user's sessions are to be ended
+    revoke_with(estate, live, terminator)
+
+    # Then looking for other live grants on the db user read the live grants, not the database's history
+    assert revoked_details(estate, live)["session_termination"]["status"] == "TERMINATED"
+    assert table.items_read <= 1

@@ -12,6 +12,7 @@ gone, and only then records the grant as revoked.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -26,10 +27,10 @@ from accessctl.databases import describe_database
 from accessctl.decisions import decide_request
 from accessctl.dependencies import Dependencies
 from accessctl.errors import (
-    AccessctlError,
     ConflictError,
     ForbiddenError,
     QuotaExceededError,
+    TransientError,
     UnsafeGrantError,
 )
 from accessctl.grant_policy import (
@@ -59,6 +60,11 @@ from accessctl.observability import logger, metrics
 from accessctl.policy import PolicyEngine
 from accessctl.principals import lookup_role
 from accessctl.sessions import SessionTermination
+
+# A grant this close to its expiry is not extended (its revocation may begin before the extension
+# is recorded): the request gets a grant of its own. Covers an extension step's read-to-write time and
+# clock skew; the extension's write re-checks it.
+EXTEND_MARGIN = timedelta(seconds=10)
 
 
 def evaluate_request(request_id: str, engine: PolicyEngine, deps: Dependencies) -> Decision:
@@ -155,9 +161,9 @@ def issue_grant(request_id: str, deps: Dependencies) -> Grant:
         raise ForbiddenError(f"role {request.role_name} is no longer enabled for accessctl")
 
     if request.grant is None:
-        active = deps.grants.active_grants_for(request.role_arn, request.database, request.db_user)
-        if active:
-            return extend_grant(active[0], request, decision, deps)
+        extendable = _extendable_grants(request, deps)
+        if extendable:
+            return extend_grant(extendable[0], request, decision, deps)
         _check_role_policy_quota(request.role_name, deps)
     grant = request.grant or _new_grant(request, decision, deps)
     document = build_grant_policy(grant.resource_arn, grant.expires_at)
@@ -171,6 +177,19 @@ def issue_grant(request_id: str, deps: Dependencies) -> Grant:
     metrics.add_metric(name="TimeToGrant", unit="Seconds", value=_seconds_since(request.requested_at))
     logger.info("grant issued", extra={"request_id": request_id, "expires_at": grant.expires_at})
     return grant
+
+
+def _extendable_grants(request: AccessRequest, deps: Dependencies) -> list[AccessRequest]:
+    """The role's live grants on this database user that are not about to be revoked.
+
+    A grant within EXTEND_MARGIN of its expiry (or past it, its revocation not yet recorded) may
+    be being revoked right now: extending it would put the new access on a policy that is being
+    deleted. Such a request gets a grant of its own; the old one's revocation leaves the db user's
+    sessions alone while another grant holds it (accessctl.sessions).
+    """
+    not_before = to_iso(utc_now() + EXTEND_MARGIN)
+    active = deps.grants.active_grants_for(request.role_arn, request.database, request.db_user)
+    return [other for other in active if other.grant is not None and other.grant.expires_at > not_before]
 
 
 def _require_approval(request_id: str, deps: Dependencies) -> None:
@@ -254,10 +273,23 @@ def extend_grant(existing: AccessRequest, request: AccessRequest, decision: Deci
         expires_at = max(grant_expiry(utc_now(), decision.granted_minutes), existing.grant.expires_at)
     document = build_grant_policy(existing.grant.resource_arn, expires_at)
     with aws_requests(deps.iam) as iam_calls:
-        if expires_at != existing.grant.expires_at:
-            deps.grants.record_extension(existing.request_id, expires_at, extended_by=request.request_id)
-            _replace_policy_document(existing.grant.policy_arn, document, deps)
-        elif already_extended and grant_policy_problems(
+        if not already_extended:
+            # Also when the expiry does not move: the conditional write is what says the grant is
+            # still live (and not about to be revoked) now, and it records who extended it.
+            try:
+                deps.grants.record_extension(
+                    existing.request_id,
+                    expires_at,
+                    extended_by=request.request_id,
+                    not_before=to_iso(utc_now() + EXTEND_MARGIN),
+                )
+            except ConflictError as error:
+                # Revoked, or now too close to its expiry, since it was read: the step run again
+                # (TransientError is retried) issues a grant of its own.
+                raise TransientError(f"grant {existing.request_id} can no longer be extended: {error}") from error
+            if expires_at != existing.grant.expires_at:
+                _replace_policy_document(existing.grant.policy_arn, document, deps)
+        elif grant_policy_problems(
             current_policy_document(existing.grant.policy_arn, deps), existing.grant.resource_arn, expires_at
         ):
             _replace_policy_document(existing.grant.policy_arn, document, deps)
@@ -404,19 +436,9 @@ def revoke_grant(
     error); it is written with the FAILED status in the same update.
     """
     request = deps.grants.get(request_id)
-    compensated = request.status == RequestStatus.FAILED and (
-        request.grant is None or request.grant.revoked_at is not None
-    )
-    if request.status in (RequestStatus.REVOKED, RequestStatus.DENIED) or compensated:
-        _audit_revocation_once(request, reason, deps)
-        return Revocation(request_id=request_id, status="ALREADY_REVOKED")
-    if request.status == RequestStatus.EXTENDED:
-        # Holds no policy of its own; the grant it extended is revoked through its own record.
-        return Revocation(request_id=request_id, status="ALREADY_REVOKED")
-    if reason == RevokeReason.EXPIRED and request.grant is not None and request.grant.expires_at > to_iso(utc_now()):
-        expires_at = request.grant.expires_at
-        warn_at = expiry_warning_at(expires_at, deps.settings.expiry_warning_minutes)
-        return Revocation(request_id=request_id, status="EXTENDED", expires_at=expires_at, warn_at=warn_at)
+    settled = _nothing_to_revoke(request, reason, actor, deps)
+    if settled is not None:
+        return settled
     policy_arn = request.grant.policy_arn if request.grant else policy_arn_for(request_id, deps)
     with aws_requests(deps.iam) as iam_calls:
         detached = remove_policy(policy_arn, deps)
@@ -425,16 +447,11 @@ def revoke_grant(
     grant = (
         request.grant.model_copy(update={"revoked_at": revoked_at, "revoke_reason": reason}) if request.grant else None
     )
-    if reason == RevokeReason.COMPENSATION:
-        try:
-            deps.grants.record_compensated(request_id, grant, failure)
-        except ConflictError:
-            if deps.grants.get(request_id).status != RequestStatus.REVOKED:
-                raise
-            # Another revoker (the sweeper, an early revoke) recorded and audited it first.
-            return Revocation(request_id=request_id, status="ALREADY_REVOKED", detached_from=detached)
-    elif grant is not None:
-        deps.grants.record_revoked(request, grant, final_status=_FINAL_STATUS[reason])
+    if not _record_revocation(request, grant, reason, failure, deps):
+        # Another revoker (the sweeper, the workflow, an early revoke) recorded and audited it first.
+        if reason == RevokeReason.EARLY:
+            stop_execution(request.execution_arn, deps, cause=f"grant revoked early by {actor}")
+        return Revocation(request_id=request_id, status="ALREADY_REVOKED", detached_from=detached)
     deps.audit.append(
         AuditEventType.GRANT_COMPENSATED if reason == RevokeReason.COMPENSATION else AuditEventType.GRANT_REVOKED,
         subject=request_id,
@@ -467,6 +484,76 @@ def _seconds_since(instant: str) -> float:
     """Seconds from an ISO instant (``...Z``) to now, on this module's clock."""
     then = datetime.fromisoformat(instant.replace("Z", "+00:00"))
     return (utc_now() - then).total_seconds()
+
+
+def _nothing_to_revoke(
+    request: AccessRequest, reason: RevokeReason, actor: str, deps: Dependencies
+) -> Revocation | None:
+    """The answer for a request already revoked, holding no policy, or not yet due; None: revoke it now."""
+    compensated = request.status == RequestStatus.FAILED and (
+        request.grant is None or request.grant.revoked_at is not None
+    )
+    if request.status in (RequestStatus.REVOKED, RequestStatus.DENIED) or compensated:
+        _audit_revocation_once(request, reason, deps)
+        if reason == RevokeReason.EARLY and request.status == RequestStatus.REVOKED:
+            # Asked again: an earlier early revoke (or another revoker) may have left the workflow
+            # waiting, which would wake at expiry to revoke and notify once more. Stopping is idempotent.
+            stop_execution(request.execution_arn, deps, cause=f"grant revoked early by {actor}")
+        if reason == RevokeReason.COMPENSATION and request.status == RequestStatus.REVOKED:
+            _remove_policy_made_after_revocation(request, deps)
+        return Revocation(request_id=request.request_id, status="ALREADY_REVOKED")
+    if request.status == RequestStatus.EXTENDED:
+        # Holds no policy of its own; the grant it extended is revoked through its own record.
+        return Revocation(request_id=request.request_id, status="ALREADY_REVOKED")
+    due_by_expiry = reason in (RevokeReason.EXPIRED, RevokeReason.SWEEP)
+    if due_by_expiry and request.grant is not None and request.grant.expires_at > to_iso(utc_now()):
+        # Not yet due: extended after the workflow's wait began, or after the sweeper's index read
+        # (the expiry index is eventually consistent; this read of the record is not).
+        expires_at = request.grant.expires_at
+        warn_at = expiry_warning_at(expires_at, deps.settings.expiry_warning_minutes)
+        return Revocation(request_id=request.request_id, status="EXTENDED", expires_at=expires_at, warn_at=warn_at)
+    return None
+
+
+def _remove_policy_made_after_revocation(request: AccessRequest, deps: Dependencies) -> None:
+    """A grant step still running when another revoker (the sweeper, past expiry) recorded the grant
+    revoked may have created and attached the policy after that removal; its compensation removes it."""
+    policy_arn = request.grant.policy_arn if request.grant else policy_arn_for(request.request_id, deps)
+    try:
+        call(deps.iam.get_policy, PolicyArn=policy_arn)
+    except ClientError as error:
+        if error_code(error) == "NoSuchEntity":
+            return
+        raise
+    with aws_requests(deps.iam) as iam_calls:
+        detached = remove_policy(policy_arn, deps)
+    deps.audit.append(
+        AuditEventType.ORPHAN_REMOVED,
+        subject=request.request_id,
+        actor="workflow",
+        request=request,
+        outcome="REMOVED",
+        reason="the grant step made the policy after the grant was recorded revoked",
+        details={"policy_arn": policy_arn, "detached_from": detached},
+        aws_requests=iam_calls,
+    )
+    logger.warning("removed a grant policy made after its revocation", extra={"request_id": request.request_id})
+
+
+def _record_revocation(
+    request: AccessRequest, grant: Grant | None, reason: RevokeReason, failure: str | None, deps: Dependencies
+) -> bool:
+    """Record what IAM confirmed; False when another revoker recorded the grant as revoked first."""
+    try:
+        if reason == RevokeReason.COMPENSATION:
+            deps.grants.record_compensated(request.request_id, grant, failure)
+        elif grant is not None:
+            deps.grants.record_revoked(request, grant, final_status=_FINAL_STATUS[reason])
+    except ConflictError:
+        if deps.grants.get(request.request_id).status != RequestStatus.REVOKED:
+            raise
+        return False
+    return True
 
 
 def _terminate_sessions(request: AccessRequest, deps: Dependencies) -> SessionTermination | None:
@@ -544,13 +631,18 @@ def _audit_revocation_once(request: AccessRequest, reason: RevokeReason, deps: D
 
 
 def _confirm_gone(policy_arn: str, deps: Dependencies) -> None:
+    """IAM must say the policy is gone before anything is recorded as revoked.
+
+    IAM is eventually consistent: a policy still readable right after DeletePolicy answered is
+    transient, and the step run again (it repeats the removal, which is idempotent) finds it gone.
+    """
     try:
         call(deps.iam.get_policy, PolicyArn=policy_arn)
     except ClientError as error:
         if error_code(error) == "NoSuchEntity":
             return
         raise
-    raise AccessctlError(f"policy {policy_arn} still exists after deletion")
+    raise TransientError(f"policy {policy_arn} still exists after deletion")
 
 
 def _ignore_missing(operation: Any, **kwargs: Any) -> None:
@@ -614,21 +706,42 @@ class SweepReport:
     examined: int = 0
     revoked: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
+    out_of_time: bool = False  # stopped before the function's timeout; the next sweep goes on
 
 
-def sweep_expired_grants(deps: Dependencies, grace: timedelta = timedelta(seconds=0)) -> SweepReport:
+# Time kept back from the function's timeout: one revocation (IAM calls, SDK retries, session
+# termination's connect timeout, the audit write) and the metrics flush fit in it. At most a quarter
+# of the time the run started with (a function given a shorter Timeout still sweeps).
+SWEEP_RESERVE_SECONDS = 60.0
+
+
+def sweep_expired_grants(
+    deps: Dependencies,
+    grace: timedelta = timedelta(seconds=0),
+    seconds_left: Callable[[], float] | None = None,
+) -> SweepReport:
     """Revoke every grant past expiry that is still indexed as active, whatever its workflow did.
 
     Cost follows the expired grants only (one indexed Query, paged). A failure on one grant
-    never stops the others; it is retried on the next sweep.
+    never stops the others; it is retried on the next sweep, and counted (``SweeperFailures``,
+    which sets off an alarm). ``seconds_left`` (the Lambda's remaining time): a backlog larger
+    than one run stops SWEEP_RESERVE_SECONDS before the timeout, so the run still ends, reports and
+    emits its metrics (a timed-out run emits none, and its alarms would stay silent); what is left
+    is still indexed and the next sweep takes it.
     """
     report = SweepReport()
     cutoff = to_iso(utc_now() - grace)
+    reserve = min(SWEEP_RESERVE_SECONDS, seconds_left() / 4) if seconds_left is not None else 0.0
     for request in deps.grants.expired_active(now=cutoff):
+        if seconds_left is not None and seconds_left() < reserve:
+            report.out_of_time = True
+            logger.warning("sweep stopped before the function's timeout; the next sweep goes on")
+            break
         report.examined += 1
         try:
-            revoke_grant(request.request_id, RevokeReason.SWEEP, "sweeper", deps)
-            report.revoked.append(request.request_id)
+            revocation = revoke_grant(request.request_id, RevokeReason.SWEEP, "sweeper", deps)
+            if revocation.status == "REVOKED":  # not one another revoker finished, nor one extended meanwhile
+                report.revoked.append(request.request_id)
         except Exception as error:  # isolate each grant; the next sweep retries
             logger.exception("sweeper could not revoke", extra={"request_id": request.request_id})
             report.failed[request.request_id] = f"{type(error).__name__}: {error}"

@@ -4,6 +4,10 @@ Chat channels (Slack, Teams) implement :class:`Notifier` too, and :class:`FanOut
 to all of them. A failed notification never fails a grant or a revocation (the workflow catches
 it), but it is logged and counted (metric ``NotificationFailures``, dimension ``channel``).
 
+The workflow's notification step may run again (its function timed out, Lambda failed to answer):
+each channel is then given a request's event at most once (:class:`OnceNotifier`, claims in the
+chat-ops table), so a retry sends only to the channels the earlier run did not reach.
+
 Approvers are asked through an :class:`ApprovalChannel` (Slack: :class:`SlackApprovalChannel`).
 """
 
@@ -13,14 +17,17 @@ import json
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Protocol, cast, get_args
 
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
+from boto3.dynamodb.conditions import Attr
+from botocore.exceptions import ClientError
 
-from accessctl.aws import call
+from accessctl.aws import call, error_code, transient_errors_surface
 from accessctl.chat import require_webhook_url
 from accessctl.errors import ApprovalChannelError, ChatError, TransientError
-from accessctl.models import AccessRequest, Approval, MessageRef, NotifyEvent
+from accessctl.models import AccessRequest, Approval, MessageRef, NotifyEvent, to_iso, utc_now
 from accessctl.observability import SERVICE, logger, metrics
 
 if TYPE_CHECKING:
@@ -245,11 +252,96 @@ class FanOutNotifier:
                 raise TransientError(f"every notification channel failed ({len(failures)}); retrying may help")
 
 
-def build_notifier(settings: Settings, sns: Any) -> Notifier:
+# ------------------------------------------------------------------ at most once per channel
+
+NOTIFICATION_PREFIX = "notification#"
+NOTIFICATION_ITEM_DAYS = 30  # longer than any grant, approval wait and workflow retry; TTL removes the claim
+
+
+def notification_key(event: str, request: AccessRequest, channel: str) -> str:
+    """One delivery: a request's event on one channel.
+
+    A warning names the expiry it warns of: an extended grant is warned again, about its new expiry.
+    """
+    parts = [request.request_id, event]
+    if event == "EXPIRING" and request.grant is not None:
+        parts.append(request.grant.expires_at)
+    parts.append(channel)
+    return NOTIFICATION_PREFIX + "#".join(parts)
+
+
+class DeliveryClaims:
+    """Which notifications were handed to a channel: one item each in the chat-ops table (key ``pk``).
+
+    A claim is taken (conditional put) before the channel is called and released only when the
+    channel reports that it did not deliver. A run stopped while sending (its function timed out)
+    leaves its claim: the step run again does not send that notification a second time.
+    """
+
+    def __init__(self, table: Any) -> None:
+        self._table = table
+
+    def claim(self, key: str) -> bool:
+        """True if this call now holds ``key``; False if an earlier run took it."""
+        item = {
+            "pk": key,
+            "claimed_at": to_iso(utc_now()),
+            "expires_at_epoch": int((utc_now() + timedelta(days=NOTIFICATION_ITEM_DAYS)).timestamp()),
+        }
+        try:
+            with transient_errors_surface():
+                self._table.put_item(Item=item, ConditionExpression=Attr("pk").not_exists())
+        except ClientError as error:
+            if error_code(error) == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def release(self, key: str) -> None:
+        with transient_errors_surface():
+            self._table.delete_item(Key={"pk": key})
+
+
+class OnceNotifier:
+    """Hands each (request, event) to the wrapped channel at most once, across retries of the step.
+
+    Claimed before sending, so a send cut short by a timeout is never repeated (a possibly missing
+    message is preferred to a duplicate); released when the channel raised, which means it did not
+    deliver, so a retry of the step sends it then.
+    """
+
+    def __init__(self, notifier: Notifier, claims: DeliveryClaims) -> None:
+        self._notifier = notifier
+        self._claims = claims
+        self.channel = _channel_name(notifier)
+
+    def send(self, event: str, request: AccessRequest, severity: str = "info") -> None:
+        key = notification_key(event, request, self.channel)
+        if not self._claims.claim(key):
+            logger.info(
+                "notification already handed to this channel; not sent again",
+                extra={"channel": self.channel, "event": event, "request_id": request.request_id},
+            )
+            return
+        try:
+            self._notifier.send(event, request, severity)
+        except Exception:
+            try:
+                self._claims.release(key)
+            except Exception:  # the claim stays: a retry will not send this one (logged, not raised over the cause)
+                logger.exception(
+                    "notification claim not released; a retry will not send it",
+                    extra={"channel": self.channel, "event": event, "request_id": request.request_id},
+                )
+            raise
+
+
+def build_notifier(settings: Settings, sns: Any, claims: DeliveryClaims | None = None) -> Notifier:
     """The deployment's notifier: SNS (if a topic), Slack DMs (if a Slack app), Teams (if a webhook).
 
     With none of them, notifications go to the logs. A chat channel whose secret cannot be read
-    is left out (logged and counted), so the others still work.
+    is left out (logged and counted), so the others still work. With ``claims`` (the workflow's
+    notification step), each channel sends a request's event at most once (:class:`OnceNotifier`).
     """
     notifiers: list[Notifier] = []
     if settings.notify_topic_arn:
@@ -270,6 +362,8 @@ def build_notifier(settings: Settings, sns: Any) -> Notifier:
             count_notification_failure(TeamsWebhookNotifier.channel)
     if not notifiers:
         return LogNotifier()
+    if claims is not None:
+        notifiers = [OnceNotifier(notifier, claims) for notifier in notifiers]
     return notifiers[0] if len(notifiers) == 1 else FanOutNotifier(notifiers)
 
 

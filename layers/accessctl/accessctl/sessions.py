@@ -375,25 +375,17 @@ class SessionTerminator:
     def _other_live_grants(self, request: AccessRequest) -> list[str]:
         if self._grants is None:
             return []
-        now = to_iso(utc_now())
-        others: list[str] = []
-        token: str | None = None
-        while True:
-            page, token = self._grants.list_requests(
-                database=request.database, active_only=True, limit=100, next_token=token
-            )
-            for other in page:
-                if (
-                    other.request_id != request.request_id
-                    and other.status == RequestStatus.ACTIVE
-                    and other.db_user == request.db_user
-                    and other.grant is not None
-                    and other.grant.revoked_at is None
-                    and other.grant.expires_at > now
-                ):
-                    others.append(other.request_id)
-            if token is None:
-                return others
+        # The live grants (expiry index), not the database's request history (ByDatabase): this runs
+        # for every revocation, the sweeper's included, and its cost must not grow with the history.
+        live = self._grants.live_grants_on(request.database, request.db_user, after=to_iso(utc_now()))
+        return [
+            other.request_id
+            for other in live
+            if other.request_id != request.request_id
+            and other.status == RequestStatus.ACTIVE
+            and other.grant is not None
+            and other.grant.revoked_at is None
+        ]
 
 
 def default_session_terminator(rds: Any, grants: Any) -> SessionTerminator | None:

@@ -107,13 +107,19 @@ class GrantsStore:
     def record_active(self, request_id: str) -> None:
         self._update(request_id, {"status": RequestStatus.ACTIVE.value}, expected_status=(RequestStatus.GRANTING,))
 
-    def record_extension(self, request_id: str, expires_at: str, extended_by: str) -> None:
-        """Move a live grant's expiry later (before IAM is changed: the index never under-states it)."""
+    def record_extension(self, request_id: str, expires_at: str, extended_by: str, *, not_before: str) -> None:
+        """Move a live grant's expiry later (before IAM is changed: the index never under-states it).
+
+        Only while the grant is ACTIVE and its recorded expiry is still after ``not_before``
+        (checked at the write): a grant whose revocation may have begun is not extended
+        (ConflictError).
+        """
         self._update(
             request_id,
             {"expires_at": expires_at, "grant.expires_at": expires_at},
             append={"grant.extended_by": extended_by},
             expected_status=(RequestStatus.ACTIVE,),
+            condition=Attr("expires_at").gt(not_before),
         )
 
     def record_extended(self, request_id: str, grant: Grant, extends: str) -> None:
@@ -142,11 +148,18 @@ class GrantsStore:
             query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
     def record_revoked(self, request: AccessRequest, grant: Grant, *, final_status: RequestStatus) -> None:
-        """IAM has confirmed the policy is gone: leave the expiry index."""
+        """IAM has confirmed the policy is gone: leave the expiry index.
+
+        Conditional on the grant not being recorded as revoked yet (live, or FAILED with a
+        compensation that did not finish): when two revokers race (the workflow at expiry and the
+        sweeper, or an early revoke), the first to record it keeps its reason and its audit record;
+        the other gets ConflictError.
+        """
         self._update(
             request.request_id,
             {"status": final_status.value, "grant": grant.model_dump(mode="json")},
             remove=("active_shard",),
+            expected_status=(RequestStatus.GRANTING, RequestStatus.ACTIVE, RequestStatus.FAILED),
         )
 
     def record_compensated(self, request_id: str, grant: Grant | None, failure: str | None) -> None:
@@ -205,6 +218,26 @@ class GrantsStore:
                 return count
             query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
+    def live_grants_on(self, database: str, db_user: str, after: str) -> list[AccessRequest]:
+        """Grants whose policy may exist on ``database`` as ``db_user`` and that expire after ``after``.
+
+        A Query on the expiry index (live grants only, by expiry): what it reads follows the live
+        grants, never the database's request history.
+        """
+        query: dict[str, Any] = {
+            "IndexName": EXPIRY_INDEX,
+            "KeyConditionExpression": Key("active_shard").eq(ACTIVE_SHARD) & Key("expires_at").gt(after),
+            "FilterExpression": Attr("database").eq(database) & Attr("db_user").eq(db_user),
+        }
+        found: list[AccessRequest] = []
+        while True:
+            with transient_errors_surface():
+                page = self._table.query(**query)
+            found += [_from_item(item) for item in page.get("Items", [])]
+            if "LastEvaluatedKey" not in page:
+                return found
+            query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
     def list_requests(
         self,
         *,
@@ -251,11 +284,14 @@ class GrantsStore:
         remove: tuple[str, ...] = (),
         append: dict[str, Any] | None = None,
         expected_status: tuple[RequestStatus, ...] = (),
+        condition: ConditionBase | None = None,
     ) -> None:
         expression, names, placeholders = update_expression(values, remove=remove, append=append)
-        condition: ConditionBase = Attr("request_id").exists()
+        expected: ConditionBase = Attr("request_id").exists()
         if expected_status:
-            condition = condition & Attr("status").is_in([status.value for status in expected_status])
+            expected = expected & Attr("status").is_in([status.value for status in expected_status])
+        if condition is not None:
+            expected = expected & condition
         try:
             with transient_errors_surface():
                 self._table.update_item(
@@ -263,12 +299,13 @@ class GrantsStore:
                     UpdateExpression=expression,
                     ExpressionAttributeNames=names,
                     ExpressionAttributeValues=placeholders,
-                    ConditionExpression=condition,
+                    ConditionExpression=expected,
                 )
         except ClientError as error:
             if error_code(error) == "ConditionalCheckFailedException":
                 raise ConflictError(
                     f"request {request_id} is missing or not in state {'/'.join(expected_status) or 'any'}"
+                    + (" (or no longer as expected)" if condition is not None else "")
                 ) from error
             raise
 
