@@ -83,6 +83,22 @@ class Estate:
         iam = self.session.client("iam")
         return list(iam.list_policies(Scope="Local", PathPrefix=self.deps.settings.grants_path)["Policies"])
 
+    def hand_made_grant_policy(self, role_name: str) -> str:
+        """A grant-shaped policy under the grants path that no request issued, attached to ``role_name``."""
+        from accessctl.grant_policy import build_grant_policy
+
+        document = build_grant_policy(
+            "arn:aws:rds-db:us-east-1:123456789012:dbuser:db-ABCDEFGHIJKLMNOPQRSTUVWXYZ/app_rw", "2099-01-01T00:00:00Z"
+        )
+        iam = self.session.client("iam")
+        arn = str(
+            iam.create_policy(
+                PolicyName="hand-made", Path=self.deps.settings.grants_path, PolicyDocument=json.dumps(document)
+            )["Policy"]["Arn"]
+        )
+        iam.attach_role_policy(RoleName=role_name, PolicyArn=arn)
+        return arn
+
     def attached(self, role_name: str) -> list[str]:
         iam = self.session.client("iam")
         return [p["PolicyArn"] for p in iam.list_attached_role_policies(RoleName=role_name)["AttachedPolicies"]]

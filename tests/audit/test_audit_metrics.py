@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -98,19 +97,11 @@ def test_given_an_orphan_policy_the_sweeper_cannot_remove_when_swept_then_the_fi
 
     from botocore.exceptions import ClientError
 
-    from accessctl.grant_policy import build_grant_policy
     from accessctl.integrity import sweep_integrity
     from tests.faults.support import FaultyClient
 
     # Given a grant policy nobody issued, attached to a role, and IAM refusing to detach it
-    iam = estate.session.client("iam")
-    document = build_grant_policy(
-        "arn:aws:rds-db:us-east-1:123456789012:dbuser:db-ABCDEFGHIJKLMNOPQRSTUVWXYZ/app_rw", "2099-01-01T00:00:00Z"
-    )
-    arn = iam.create_policy(
-        PolicyName="hand-made", Path=estate.deps.settings.grants_path, PolicyDocument=json.dumps(document)
-    )["Policy"]["Arn"]
-    iam.attach_role_policy(RoleName="orders-service", PolicyArn=arn)
+    arn = estate.hand_made_grant_policy("orders-service")
     refused = ClientError({"Error": {"Code": "AccessDenied", "Message": "no"}}, "DetachRolePolicy")
     failing = replace(estate.deps, iam=FaultyClient(estate.deps.iam, detach_role_policy=[refused]))
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import threading
 from datetime import timedelta
 from typing import Any
@@ -10,7 +9,6 @@ from typing import Any
 import pytest
 
 from accessctl.aws import aws_requests, is_mutating
-from accessctl.grant_policy import build_grant_policy
 from accessctl.grants import revoke_grant
 from accessctl.integrity import sweep_integrity
 from accessctl.models import AuditEvent, AuditEventType, RevokeReason, utc_now
@@ -92,14 +90,7 @@ def test_given_an_extension_when_audited_then_both_records_carry_the_new_policy_
 
 def test_given_an_orphan_policy_when_the_sweeper_removes_it_then_its_record_carries_the_calls(estate: Estate) -> None:
     estate.role("orders-service")
-    iam = estate.session.client("iam")
-    document = build_grant_policy(
-        "arn:aws:rds-db:us-east-1:123456789012:dbuser:db-ABCDEFGHIJKLMNOPQRSTUVWXYZ/app_rw", "2099-01-01T00:00:00Z"
-    )
-    arn = iam.create_policy(
-        PolicyName="hand-made", Path=estate.deps.settings.grants_path, PolicyDocument=json.dumps(document)
-    )["Policy"]["Arn"]
-    iam.attach_role_policy(RoleName="orders-service", PolicyArn=arn)
+    arn = estate.hand_made_grant_policy("orders-service")
 
     sweep_integrity(estate.deps)
 

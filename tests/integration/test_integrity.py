@@ -93,14 +93,7 @@ def test_given_an_intact_grant_when_the_integrity_sweep_runs_then_nothing_change
 
 def test_given_a_policy_under_the_grants_path_without_a_record_when_swept_then_it_is_removed(estate: Estate) -> None:
     estate.role("orders-service")
-    iam = estate.session.client("iam")
-    document = build_grant_policy(
-        "arn:aws:rds-db:us-east-1:123456789012:dbuser:db-ABCDEFGHIJKLMNOPQRSTUVWXYZ/app_rw", "2099-01-01T00:00:00Z"
-    )
-    arn = iam.create_policy(
-        PolicyName="hand-made", Path=estate.deps.settings.grants_path, PolicyDocument=json.dumps(document)
-    )["Policy"]["Arn"]
-    iam.attach_role_policy(RoleName="orders-service", PolicyArn=arn)
+    estate.hand_made_grant_policy("orders-service")
 
     report = sweep_integrity(estate.deps)
 
