@@ -157,6 +157,7 @@ class MemoryTable:
         "ByDay": ("day", "event_key"),
         "ByDatabase": ("database", "event_key"),
         "ByPrincipal": ("principal_arn", "event_key"),
+        "ByRequester": ("requester", "event_key"),
         "ByType": ("event_type", "event_key"),
         "ByStream": ("stream", "sequence"),
     }

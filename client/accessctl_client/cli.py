@@ -153,6 +153,9 @@ def build_parser() -> _Parser:
     query = audit_commands.add_parser("query", parents=common, help="audit records matching filters (all pages)")
     query.add_argument("--database", help="only records about this database")
     query.add_argument("--principal", help="only records about this principal ARN")
+    query.add_argument(
+        "--requester", help="only records of requests by this requester: a company identity (email) or a role ARN"
+    )
     query.add_argument("--subject", help="only records of this request id or resource (e.g. security-group/sg-1)")
     query.add_argument("--type", dest="event_type", help="only this event type, e.g. BREAK_GLASS_USED")
     query.add_argument("--outcome", help="only this outcome, e.g. DENY")
@@ -288,6 +291,7 @@ def _cmd_audit_query(client: AccessctlClient, args: argparse.Namespace) -> int:
         until=args.until,
         subject=args.subject,
         principal=args.principal,
+        requester=args.requester,
         database=args.database,
         type=args.event_type,
         outcome=args.outcome,

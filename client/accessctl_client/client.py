@@ -215,8 +215,8 @@ class AccessctlClient:
     def audit_page(self, next_token: str | None = None, **filters: str | int | None) -> dict[str, Any]:
         """One page of ``GET /audit``: ``{"events": [...], "next_token": ...}``.
 
-        Filters: ``since``, ``until`` (ISO 8601), ``subject``, ``principal``, ``database``, ``type``,
-        ``outcome``, ``limit``.
+        Filters: ``since``, ``until`` (ISO 8601), ``subject``, ``principal``, ``requester``, ``database``,
+        ``type``, ``outcome``, ``limit``.
         """
         query = {name: str(value) for name, value in filters.items() if value is not None}
         if next_token:

@@ -146,6 +146,9 @@ def read_audit(
     until: Annotated[str | None, Query(max_length=40, description="ISO 8601 instant")] = None,
     subject: Annotated[str | None, Query(max_length=512, description="Request id or resource")] = None,
     principal: Annotated[str | None, Query(max_length=2048, description="Principal ARN")] = None,
+    requester: Annotated[
+        str | None, Query(max_length=2048, description="Who asked: a company identity (email) or a role ARN")
+    ] = None,
     database: Annotated[str | None, Query(pattern=DATABASE_ID_PATTERN)] = None,
     event_type: Annotated[AuditEventType | None, Query(alias="type")] = None,
     outcome: Annotated[str | None, Query(max_length=64)] = None,
@@ -159,6 +162,7 @@ def read_audit(
             until=until,
             subject=subject,
             principal_arn=principal,
+            requester=requester,
             database=database,
             event_type=event_type,
             outcome=outcome,

@@ -61,6 +61,41 @@ def test_given_an_admin_when_querying_then_records_page_and_verify(
     assert status == 200 and report["ok"] is True and report["records"] == 5
 
 
+def test_given_an_admin_when_querying_by_requester_then_that_requesters_records_page(
+    api: ModuleType,  # noqa: F811
+    estate: Estate,
+    admin: str,
+) -> None:
+    from accessctl.audit import AuditChain, event_item
+    from accessctl.models import AuditEvent, AuditEventType
+
+    role = f"arn:aws:iam::{ACCOUNT_ID}:role/orders-service"
+    first = estate.deps.audit.append(AuditEventType.REQUEST_SUBMITTED, subject="other", actor=admin)
+    records = [
+        AuditEvent(
+            event_id=f"e-{n}",
+            event_type=AuditEventType.REQUEST_DECIDED,
+            at=first.at,
+            subject=f"req-{n}",
+            actor="workflow",
+            principal_arn=f"arn:aws:sts::{ACCOUNT_ID}:assumed-role/orders-service/task-{n}",
+            requester=role if n < 3 else "dana@example.com",
+            outcome="DENY",
+            reason=f"reason {n}",
+        )
+        for n in range(4)
+    ]
+    table = estate.deps.audit.table
+    AuditChain(table.meta.client, table.name, typed=False).append([event_item(event) for event in records])
+
+    status, page = _get(api, "/audit", {"requester": role, "since": first.at, "limit": "2"}, admin)
+    assert status == 200 and [event["subject"] for event in page["events"]] == ["req-0", "req-1"]
+    query = {"requester": role, "since": first.at, "next_token": page["next_token"]}
+    status, rest = _get(api, "/audit", query, admin)
+    assert status == 200 and [event["subject"] for event in rest["events"]] == ["req-2"]
+    assert all(event["requester"] == role for event in page["events"] + rest["events"])
+
+
 @pytest.mark.parametrize(
     "query",
     [

@@ -68,7 +68,7 @@ def test_given_a_grant_issued_then_revoked_when_audited_then_records_carry_the_i
     ]
     assert all(call.region == "us-east-1" and call.error is None for call in revoked.aws_requests or [])
     # And the records are of the schema version that carries them, and still verify
-    assert issued.schema_version == revoked.schema_version == 3
+    assert issued.schema_version == revoked.schema_version == 4
     from accessctl.audit import verify
 
     assert verify(estate.deps.audit.table, issued.at, revoked.at).ok

@@ -43,6 +43,25 @@ def test_given_two_pages_when_exporting_jsonl_then_every_record_once_per_line(
     assert_signed(first)
 
 
+def test_given_a_requester_when_querying_then_it_is_sent_as_the_requester_filter_on_every_page(
+    cli_api: StubApi, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cli_api.on(
+        "GET",
+        "/audit",
+        (200, {"events": [_event(1)], "next_token": "t1"}),
+        (200, {"events": [_event(2)], "next_token": None}),
+    )
+
+    code = main(["audit", "query", "--requester", "dana@example.com", "--since", "2026-11-01T00:00:00Z", "--json"])
+
+    assert code == 0
+    assert [event["subject"] for event in json.loads(capsys.readouterr().out)["events"]] == ["g1", "g2"]
+    first, second = cli_api.requests
+    assert first.query["requester"] == second.query["requester"] == "dana@example.com"
+    assert "principal" not in first.query and second.query["next_token"] == "t1"
+
+
 def test_given_a_broken_chain_when_verifying_then_it_says_where_and_exits_1(
     cli_api: StubApi, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -28,6 +28,8 @@ pytestmark = [pytest.mark.e2e]
 AUDITOR = "security-auditor"
 ALICE = f"arn:aws:sts::{DEFAULT_ACCOUNT_ID}:assumed-role/orders-service/alice"
 BOB = f"arn:aws:sts::{DEFAULT_ACCOUNT_ID}:assumed-role/reporting-job/bob"
+ORDERS_ROLE = f"arn:aws:iam::{DEFAULT_ACCOUNT_ID}:role/workloads/orders-service"
+DANA = "dana@example.com"
 START = datetime.now(UTC).replace(microsecond=0) - timedelta(days=3)
 
 
@@ -81,6 +83,27 @@ def trail(stack: LocalStack) -> Trail:
     for n in range(3):
         record(300 + n, "REMEDIATION_APPLIED", "security-group/sg-1", actor="remediator", outcome="FIXED")
     record(310, "REMEDIATION_APPLIED", "security-group/sg-2", actor="remediator", outcome="FIXED")
+    # orders-service asks from two sessions (task-7 and task-9); Dana asks from Slack, her
+    # directory role being orders-service too: each record names who asked as its requester
+    billing = {"database": "billing-demo", "db_user": "app_ro"}
+    for n, session in enumerate(("task-7", "task-9", "task-7")):
+        principal = f"arn:aws:sts::{DEFAULT_ACCOUNT_ID}:assumed-role/orders-service/{session}"
+        subject, outcome = f"o{n}", "DENY" if n == 1 else "ALLOW"
+        record(400 + 2 * n, "REQUEST_SUBMITTED", subject, principal_arn=principal, requester=ORDERS_ROLE, **billing)
+        record(
+            401 + 2 * n,
+            "REQUEST_DECIDED",
+            subject,
+            principal_arn=principal,
+            requester=ORDERS_ROLE,
+            **billing,
+            outcome=outcome,
+            reason=f"orders {n}",
+        )
+    slack = {"requested_for": DANA, "origin": "slack", "relayed_by": "slack:T0001"}
+    dana = f"arn:aws:sts::{DEFAULT_ACCOUNT_ID}:assumed-role/orders-service/dana"
+    record(410, "REQUEST_SUBMITTED", "d0", principal_arn=dana, requester=DANA, **billing, details=slack)
+    record(411, "REQUEST_DECIDED", "d0", principal_arn=dana, requester=DANA, **billing, outcome="ALLOW", details=slack)
     AuditChain(stack.client("dynamodb"), stack.resources["AuditTable"], retention_days=0).append(
         [event_item(event) for event in events]
     )
@@ -122,6 +145,50 @@ def test_everything_a_principal_requested_with_decisions_and_reasons_paged(trail
     assert [event["subject"] for event in denied] == ["r1", "r3"]
 
 
+def test_everything_a_role_requested_across_its_sessions_with_decisions_and_reasons_paged(trail: Trail) -> None:
+    events, pages = _paged(trail, requester=ORDERS_ROLE)
+
+    assert [(event["subject"], event["event_type"]) for event in events] == [
+        (f"o{n}", kind) for n in range(3) for kind in ("REQUEST_SUBMITTED", "REQUEST_DECIDED")
+    ]
+    assert pages == 3
+    assert {event["principal_arn"].rsplit("/", 1)[1] for event in events} == {"task-7", "task-9"}
+    decided = [event for event in events if event["event_type"] == "REQUEST_DECIDED"]
+    assert [(event["outcome"], event["reason"]) for event in decided] == [
+        ("ALLOW", "orders 0"),
+        ("DENY", "orders 1"),
+        ("ALLOW", "orders 2"),
+    ]
+
+
+def test_everything_a_person_requested_through_slack_paged(trail: Trail) -> None:
+    events, _ = _paged(trail, requester=DANA)
+
+    assert [(event["subject"], event["event_type"], event["outcome"]) for event in events] == [
+        ("d0", "REQUEST_SUBMITTED", None),
+        ("d0", "REQUEST_DECIDED", "ALLOW"),
+    ]
+    assert all(event["details"]["requested_for"] == DANA for event in events)
+
+
+def test_everything_a_person_requested_from_the_cli(
+    stack: LocalStack, trail: Trail, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _signed_cli(stack, trail, monkeypatch)
+
+    code = main(
+        ["audit", "query", "--requester", ORDERS_ROLE, "--type", "REQUEST_DECIDED", "--since", _at(0), "--json"]
+    )
+
+    assert code == 0
+    events = json.loads(capsys.readouterr().out)["events"]
+    assert [(event["subject"], event["outcome"]) for event in events] == [
+        ("o0", "ALLOW"),
+        ("o1", "DENY"),
+        ("o2", "ALLOW"),
+    ]
+
+
 def test_every_remediation_on_a_security_group_paged(trail: Trail) -> None:
     events, pages = _paged(trail, subject="security-group/sg-1")
 
@@ -135,9 +202,8 @@ def test_every_break_glass_use(trail: Trail) -> None:
     assert [(event["subject"], event["principal_arn"], event["outcome"]) for event in events] == [("g2", BOB, "HIGH")]
 
 
-def test_a_time_range_and_database_exported_as_json_lines_from_the_cli(
-    stack: LocalStack, trail: Trail, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
+def _signed_cli(stack: LocalStack, trail: Trail, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CLI's environment: the local stack's API, signed with the auditor's credentials."""
     for name, value in {
         "ACCESSCTL_API_URL": stack.api_url,
         "AWS_REGION": stack.region,
@@ -148,6 +214,12 @@ def test_a_time_range_and_database_exported_as_json_lines_from_the_cli(
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("AWS_PROFILE", raising=False)
     assert os.environ["ACCESSCTL_API_URL"] == stack.api_url
+
+
+def test_a_time_range_and_database_exported_as_json_lines_from_the_cli(
+    stack: LocalStack, trail: Trail, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _signed_cli(stack, trail, monkeypatch)
 
     code = main(["audit", "query", "--database", "orders-demo", "--since", _at(0), "--until", _at(150), "--jsonl"])
 

@@ -187,7 +187,7 @@ def test_given_a_fix_when_audited_then_the_record_carries_the_cloudtrail_request
     # investigator's pivot to the CloudTrail event (reads are not recorded)
     assert report.counts()["fixed"] == 1
     (record,) = audit_trail(stack, f"security-group/{group}")
-    assert record["event_type"] == "REMEDIATION_APPLIED" and record["schema_version"] == 3
+    assert record["event_type"] == "REMEDIATION_APPLIED" and record["schema_version"] == 4
     calls = record["aws_requests"]
     assert [(c["service"], c["operation"]) for c in calls] == [("ec2", "RevokeSecurityGroupIngress")]
     assert [c["request_id"] for c in calls] == answered["RevokeSecurityGroupIngress"]

@@ -52,6 +52,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from accessctl.aws import error_code, transient_errors_surface
 from accessctl.models import AccessRequest, AuditEvent, AuditEventType, AwsRequest, precise_now
+from accessctl.principals import role_arn_of_session
 from accessctl.store import drop_none
 
 STREAM_SHARDS = 8
@@ -295,6 +296,7 @@ class AuditLog:
             details={**_requester_details(request), **(details or {})},
             aws_requests=list(aws_requests or []) or None,
             execution_arn=execution_arn or (request.execution_arn if request else None),
+            requester=requester_of(request),
         )
         item = event_item(event)
         written = self._sink([item]) or []
@@ -642,3 +644,17 @@ def _requester_details(request: AccessRequest | None) -> dict[str, Any]:
         return {}
     relay = request.requester.via or (f"slack:{request.requester.slack.team_id}" if request.requester.slack else None)
     return {"requested_for": request.requester.identity, "origin": request.origin.value, "relayed_by": relay}
+
+
+def requester_of(request: AccessRequest | None) -> str | None:
+    """Who asked, named the same way across sessions and channels (``AuditEvent.requester``).
+
+    The company identity of the person a Slack or chat-ops bot request was made for; otherwise the
+    signer's IAM role: the ARN resolved from IAM when the request was made, else the one derived
+    from the verified assumed-role session ARN. Never a string the caller supplied.
+    """
+    if request is None:
+        return None
+    if request.requester is not None:
+        return request.requester.identity
+    return request.role_arn or role_arn_of_session(request.principal_arn)

@@ -2,7 +2,8 @@
 
 Index choice, most selective first: ``subject`` (the table's own key: a request, or a resource a
 remediation touched, e.g. ``security-group/sg-…``), ``principal_arn`` (``ByPrincipal``),
-``database`` (``ByDatabase``), ``event_type`` (``ByType``), else ``day`` (``ByDay``, one
+``requester`` (``ByRequester``: who asked across sessions and channels, a company identity or a
+role ARN; records of schema version 4 on), ``database`` (``ByDatabase``), ``event_type`` (``ByType``), else ``day`` (``ByDay``, one
 partition per day of the range). ``event_key`` begins with the record's ISO time, so the time
 range is always a key condition (``between``); the other filters are a FilterExpression. Pages
 carry an opaque ``next_token`` (base64 JSON of the index position), validated on decode.
@@ -61,6 +62,7 @@ class AuditFilter(BaseModel):
     until: str | None = None
     subject: str | None = Field(default=None, max_length=512)
     principal_arn: str | None = Field(default=None, max_length=2048)
+    requester: str | None = Field(default=None, max_length=2048)
     database: str | None = Field(default=None, max_length=128)
     event_type: AuditEventType | None = None
     outcome: str | None = Field(default=None, max_length=64)
@@ -112,6 +114,7 @@ def _plan(flt: AuditFilter, since: str, until: str) -> tuple[str | None, str, st
     for index, attribute, value in (
         (None, "subject", flt.subject),
         ("ByPrincipal", "principal_arn", flt.principal_arn),
+        ("ByRequester", "requester", flt.requester),
         ("ByDatabase", "database", flt.database),
         ("ByType", "event_type", flt.event_type.value if flt.event_type else None),
     ):

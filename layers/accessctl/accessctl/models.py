@@ -331,7 +331,7 @@ class AwsRequest(BaseModel):
     error: str | None = None  # the error code of a call that failed (CloudTrail records those too)
 
 
-AUDIT_SCHEMA_VERSION: Literal[3] = 3
+AUDIT_SCHEMA_VERSION: Literal[4] = 4
 
 
 class AuditEvent(BaseModel):
@@ -346,9 +346,14 @@ class AuditEvent(BaseModel):
     - 3: adds ``execution_arn``: the Step Functions execution of the request the record is about
       (its workflow; named before it starts, so the submission's record has it too). Absent on
       records about no request (remediation, exports, verifications).
+    - 4: adds ``requester``: who asked, named the same way across sessions and channels: the
+      company identity of the person a Slack or chat-ops bot request was made for, else the IAM
+      role ARN of the signer (resolved server-side, never taken from the request body). Absent on
+      records about no request. Records of earlier versions keep verifying as they were written
+      (the hash covers the stored item, which has no ``requester``).
     """
 
-    schema_version: Literal[1, 2, 3] = AUDIT_SCHEMA_VERSION
+    schema_version: Literal[1, 2, 3, 4] = AUDIT_SCHEMA_VERSION
     event_id: str
     event_type: AuditEventType
     at: str
@@ -362,6 +367,7 @@ class AuditEvent(BaseModel):
     details: dict[str, Any] = Field(default_factory=dict)
     aws_requests: list[AwsRequest] | None = None  # version 2
     execution_arn: str | None = None  # version 3
+    requester: str | None = None  # version 4
     # Epoch seconds: DynamoDB's TTL removes the record (and its chain link) after this (version 2).
     retain_until: int | None = None
     # The hash chain (accessctl.audit): set once the record is written to its stream.

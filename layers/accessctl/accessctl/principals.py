@@ -23,6 +23,15 @@ _ASSUMED_ROLE_ARN = re.compile(
 _IAM_ARN = re.compile(r"^arn:(?P<partition>aws|aws-cn|aws-us-gov):(?:iam|sts)::(?P<account>\d{12}):")
 
 
+def role_arn_of_session(principal_arn: str) -> str | None:
+    """The role ARN of a verified assumed-role session ARN (without the role's path, which the
+    session ARN does not carry), or None for any other principal."""
+    assumed = _ASSUMED_ROLE_ARN.match(principal_arn)
+    if not assumed:
+        return None
+    return f"arn:{assumed['partition']}:iam::{assumed['account']}:role/{assumed['role']}"
+
+
 def caller_from_identity(identity: dict[str, Any] | None, admins: frozenset[str] = frozenset()) -> Caller:
     """The caller as API Gateway verified it. Raises if the request was not signed by a principal."""
     principal_arn = (identity or {}).get("userArn") or ""
