@@ -32,6 +32,8 @@ def pytest_configure(config: pytest.Config) -> None:
     # Query on a table's key reads that partition only.
     moto_patches.install_transaction_undo_log()
     moto_patches.install_partition_query()
+    # ... and StopExecution right after StartExecution stops the execution instead of failing.
+    moto_patches.install_execution_stop()
 
 
 @pytest.fixture

@@ -40,6 +40,11 @@ Tested against moto 5.2.5 (``TESTED_MOTO_VERSION``). What is patched, and why:
   key and the table key, an order in which no two items tie, so the first sort cannot change the
   answer. Scan (whose pages follow ``all_items()``'s order) keeps the sort.
   ``install_partition_query``/``uninstall_partition_query`` as for the undo log.
+* ``ExecutionWorker.stop``: moto starts an execution's interpreter on a thread, which sets the
+  worker's environment when it begins; a ``StopExecution`` that arrives first (right after
+  ``StartExecution``, as an early revoke can) fails with ``AttributeError`` on the missing
+  environment, where AWS stops the execution. The stop now waits (up to 10 s) for the environment.
+  Installed with the undo log (``install_execution_stop``).
 """
 
 from __future__ import annotations
@@ -53,6 +58,7 @@ import logging
 import secrets
 import string
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -76,6 +82,7 @@ from moto.dynamodb.models.table import StreamRecord, Table
 from moto.rds.models import DBInstance
 from moto.s3.exceptions import LockNotEnabled, S3ClientError
 from moto.s3.responses import S3Response
+from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +144,7 @@ class _PatchState:
         self.originals: dict[str, Any] = {}
         self.moto_transact_write_items: Callable[..., None] | None = None
         self.moto_query: tuple[Callable[..., Any], Callable[..., Any]] | None = None  # query, all_items
+        self.moto_execution_stop: Callable[..., None] | None = None
         self.s3_retention_original: Callable[..., Any] | None = None
 
 
@@ -155,6 +163,7 @@ def install(invoker: LambdaInvoker) -> None:
         _state.invoker = invoker
         _install_transaction_undo_log()
         _install_partition_query()
+        _install_execution_stop()
         if _state.installed:
             return
         _state.originals = {
@@ -238,6 +247,32 @@ def uninstall_partition_query() -> None:
         if _state.moto_query is not None:
             Table.query, Table.all_items = _state.moto_query  # type: ignore[method-assign]
             _state.moto_query = None
+
+
+def install_execution_stop() -> None:
+    """Make ``StopExecution`` wait for an execution that has not begun running yet (idempotent)."""
+    with _state.lock:
+        _install_execution_stop()
+
+
+def _install_execution_stop() -> None:
+    if _state.moto_execution_stop is not None:
+        return
+    _state.moto_execution_stop = ExecutionWorker.stop
+    ExecutionWorker.stop = _make_execution_stop(ExecutionWorker.stop)  # type: ignore[method-assign]
+
+
+_EXECUTION_START_WAIT = 10.0  # seconds a stop waits for the execution's thread to set up
+
+
+def _make_execution_stop(original: Callable[..., None]) -> Callable[..., None]:
+    def stop(self: ExecutionWorker, *args: Any, **kwargs: Any) -> None:
+        deadline = time.monotonic() + _EXECUTION_START_WAIT
+        while getattr(self, "env", None) is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        original(self, *args, **kwargs)
+
+    return stop
 
 
 def _install_partition_query() -> None:

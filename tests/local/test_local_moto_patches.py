@@ -6,12 +6,16 @@ import json
 import random
 import re
 import threading
+import time
 
+import boto3
 import moto
 import pytest
 from botocore.exceptions import ClientError
+from moto import mock_aws
 
 from accessctl_local import LocalStack, moto_patches
+from accessctl_local.emulator import EMULATOR_CONFIG
 
 
 def test_moto_is_the_version_the_patches_were_written_for() -> None:
@@ -196,3 +200,50 @@ def test_object_retention_is_answered_for_locked_objects_and_refused_for_others(
     assert refused.value.response["Error"]["Code"] == "InvalidRequest"
     # And the object itself still reads as before
     assert s3.get_object(Bucket="locked-bucket", Key="kept")["Body"].read() == b"x"
+
+
+def test_a_stop_that_arrives_before_the_execution_has_begun_waits_for_it_and_stops_it() -> None:
+    # Given an execution worker whose thread sets its environment only after a stop was asked for
+    stopped_with: list[object] = []
+
+    class Worker:
+        env: object | None = None
+
+    def moto_stop(self: Worker, **kwargs: object) -> None:
+        assert self.env is not None, "moto's stop reads the environment"
+        stopped_with.append(self.env)
+
+    worker = Worker()
+    environment = object()
+    threading.Timer(0.2, lambda: setattr(worker, "env", environment)).start()
+
+    # When the execution is stopped at once
+    moto_patches._make_execution_stop(moto_stop)(worker, stop_date=None, error="", cause="")  # type: ignore[arg-type]
+
+    # Then the stop waited for the environment and went through
+    assert stopped_with == [environment]
+
+
+def test_an_execution_stopped_right_after_it_started_is_aborted(aws_environment: None) -> None:
+    # Given a state machine that waits, in the emulator running executions as the local stack does
+    with mock_aws(config=EMULATOR_CONFIG):
+        sfn = boto3.client("stepfunctions", region_name="us-east-1")
+        definition = json.dumps({"StartAt": "Hold", "States": {"Hold": {"Type": "Wait", "Seconds": 60, "End": True}}})
+        machine = sfn.create_state_machine(
+            name="hold", definition=definition, roleArn="arn:aws:iam::123456789012:role/sfn"
+        )["stateMachineArn"]
+
+        # When each of 20 executions is stopped as soon as it is started
+        arns = []
+        for index in range(20):
+            arns.append(sfn.start_execution(stateMachineArn=machine, name=f"run-{index}")["executionArn"])
+            sfn.stop_execution(executionArn=arns[-1], error="GrantRevoked", cause="revoked early")
+
+        # Then every one is aborted (the emulator records it once the execution's thread has seen the stop)
+        statuses = dict.fromkeys(arns, "RUNNING")
+        for _ in range(500):
+            statuses = {arn: sfn.describe_execution(executionArn=arn)["status"] for arn in arns}
+            if "RUNNING" not in statuses.values():
+                break
+            time.sleep(0.02)
+        assert set(statuses.values()) == {"ABORTED"}
