@@ -138,14 +138,7 @@ class GrantsStore:
             "KeyConditionExpression": Key("role_arn").eq(role_arn),
             "FilterExpression": condition & Attr("db_user").eq(db_user),
         }
-        found: list[AccessRequest] = []
-        while True:
-            with transient_errors_surface():
-                page = self._table.query(**query)
-            found += [_from_item(item) for item in page.get("Items", [])]
-            if "LastEvaluatedKey" not in page:
-                return found
-            query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        return [_from_item(item) for page in self._pages(query) for item in page.get("Items", [])]
 
     def record_revoked(self, request: AccessRequest, grant: Grant, *, final_status: RequestStatus) -> None:
         """IAM has confirmed the policy is gone: leave the expiry index.
@@ -193,14 +186,9 @@ class GrantsStore:
             "KeyConditionExpression": Key("active_shard").eq(ACTIVE_SHARD) & Key("expires_at").lte(now),
             "Limit": page_size,
         }
-        while True:
-            with transient_errors_surface():
-                page = self._table.query(**query)
+        for page in self._pages(query):
             for item in page.get("Items", []):
                 yield _from_item(item)
-            if "LastEvaluatedKey" not in page:
-                return
-            query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
     def count_active(self) -> int:
         """How many grants are indexed as live (granting, active, or past expiry and not yet revoked)."""
@@ -209,14 +197,7 @@ class GrantsStore:
             "KeyConditionExpression": Key("active_shard").eq(ACTIVE_SHARD),
             "Select": "COUNT",
         }
-        count = 0
-        while True:
-            with transient_errors_surface():
-                page = self._table.query(**query)
-            count += int(page.get("Count", 0))
-            if "LastEvaluatedKey" not in page:
-                return count
-            query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        return sum(int(page.get("Count", 0)) for page in self._pages(query))
 
     def live_grants_on(self, database: str, db_user: str, after: str) -> list[AccessRequest]:
         """Grants whose policy may exist on ``database`` as ``db_user`` and that expire after ``after``.
@@ -229,13 +210,17 @@ class GrantsStore:
             "KeyConditionExpression": Key("active_shard").eq(ACTIVE_SHARD) & Key("expires_at").gt(after),
             "FilterExpression": Attr("database").eq(database) & Attr("db_user").eq(db_user),
         }
-        found: list[AccessRequest] = []
+        return [_from_item(item) for page in self._pages(query) for item in page.get("Items", [])]
+
+    def _pages(self, query: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        """Every page of a Query, read one after the other as the caller consumes them."""
+        query = dict(query)
         while True:
             with transient_errors_surface():
                 page = self._table.query(**query)
-            found += [_from_item(item) for item in page.get("Items", [])]
+            yield page
             if "LastEvaluatedKey" not in page:
-                return found
+                return
             query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
     def list_requests(
