@@ -5,11 +5,7 @@ from __future__ import annotations
 
 import io
 import json
-import shutil
-import tempfile
 from dataclasses import replace
-from functools import cache
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,16 +20,15 @@ from accessctl.models import (
     AccessRequestSubmission,
     AuditEvent,
     AuditEventType,
-    Caller,
     Outcome,
     RevokeReason,
     SubmissionAnswer,
 )
 from accessctl.policy import PolicyEngine
-from accessctl.principals import resolve_caller
 from tests.conftest import ACCOUNT_ID, Estate
 from tests.faults.support import FaultyClient, audit_write_fails_once, move_clock
-from tests.support.template import PROJECT_ROOT, create_table
+from tests.support.requests import policy_engine_for, workload_caller
+from tests.support.template import create_table
 
 RULES = """
 @id("paths-auto")
@@ -60,12 +55,8 @@ when { resource.name == "app_rw" };
 APPROVER = Approver(identity="bob@example.com", groups=frozenset({"db-owners"}), via="slack:T0001/U0002")
 
 
-@cache
 def policy_engine() -> PolicyEngine:
-    directory = Path(tempfile.mkdtemp(prefix="accessctl-audit-paths-"))
-    shutil.copy(PROJECT_ROOT / "policies" / "schema.cedarschema", directory)
-    (directory / "paths.cedar").write_text(RULES, encoding="utf-8")
-    return PolicyEngine.from_directory(directory)
+    return policy_engine_for(RULES)
 
 
 @pytest.fixture
@@ -90,21 +81,8 @@ class ResumingSfn:
         return getattr(self._sfn, name)
 
 
-def _caller(deps: Any, role: str) -> Caller:
-    signed = Caller(
-        principal_arn=f"arn:aws:sts::{ACCOUNT_ID}:assumed-role/{role}/task-1",
-        account_id=ACCOUNT_ID,
-        partition="aws",
-        role_name=role,
-        source_ip="127.0.0.1",
-    )
-    return resolve_caller(
-        signed, deps.iam, account_id=ACCOUNT_ID, admins=frozenset(), opt_in_tag_key="accessctl-grantable"
-    )
-
-
 def _submit(estate: Estate, deps: Any, role: str, db_user: str, reason: str) -> SubmissionAnswer:
-    caller = _caller(deps, role)
+    caller = workload_caller(deps.iam, role)
     body = {"database": "orders-prod", "db_user": db_user, "duration_minutes": 10, "reason": reason}
     return submit_request(AccessRequestSubmission.model_validate(body), caller, deps)
 
@@ -331,7 +309,7 @@ def test_given_an_early_revoke_that_fails_when_asked_then_the_failure_is_audited
     issue_grant(answer.request_id, estate.deps)
     revoker = FailingRevokeFunction()
     deps = replace(estate.deps, lambda_client=revoker)
-    holder = _caller(deps, "orders-service")
+    holder = workload_caller(deps.iam, "orders-service")
 
     # When its holder asks to revoke it now
     with pytest.raises(TransientError):
@@ -381,7 +359,7 @@ def test_given_an_early_revoke_that_revoked_then_failed_to_stop_the_workflow_the
     deps = replace(estate.deps, lambda_client=RevokesThenFails())
 
     with pytest.raises(TransientError):
-        revoke_early(answer.request_id, _caller(deps, "orders-service"), deps)
+        revoke_early(answer.request_id, workload_caller(deps.iam, "orders-service"), deps)
 
     # Then the trail has the revocation, and no failure
     kinds = [event.event_type for event in estate.deps.audit.for_subject(answer.request_id)]

@@ -25,25 +25,16 @@ from accessctl.models import (
     RequestOrigin,
     SlackOrigin,
 )
-from accessctl.principals import resolve_caller
 from tests.audit.test_audit_paths import orders, policy_engine  # noqa: F401
 from tests.conftest import ACCOUNT_ID, Estate
+from tests.support.requests import workload_caller
 
 ROLE_ARN = f"arn:aws:iam::{ACCOUNT_ID}:role/workloads/orders-service"
 DANA = "dana@example.com"
 
 
 def _caller(deps: Any, role: str, session: str) -> Caller:
-    signed = Caller(
-        principal_arn=f"arn:aws:sts::{ACCOUNT_ID}:assumed-role/{role}/{session}",
-        account_id=ACCOUNT_ID,
-        partition="aws",
-        role_name=role,
-        source_ip="127.0.0.1",
-    )
-    return resolve_caller(
-        signed, deps.iam, account_id=ACCOUNT_ID, admins=frozenset(), opt_in_tag_key="accessctl-grantable"
-    )
+    return workload_caller(deps.iam, role, session)
 
 
 def _ask(deps: Any, caller: Caller, db_user: str, reason: str, requester: Requester | None = None) -> str:

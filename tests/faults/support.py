@@ -3,12 +3,8 @@ every fault must leave intact after one sweep past expiry."""
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from functools import cache
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,12 +13,11 @@ from botocore.exceptions import ClientError
 from accessctl.access_requests import submit_request
 from accessctl.grant_policy import POLICY_NAME_PREFIX, grant_policy_problems, policy_name_for
 from accessctl.grants import SweepReport, current_policy_document, evaluate_request, sweep_expired_grants
-from accessctl.models import AccessRequestSubmission, AuditEventType, Caller, Outcome, RequestStatus, to_iso, utc_now
+from accessctl.models import AccessRequestSubmission, AuditEventType, Outcome, RequestStatus, to_iso, utc_now
 from accessctl.policy import PolicyEngine
-from accessctl.principals import resolve_caller
 from accessctl.store import GrantsStore
-from tests.conftest import ACCOUNT_ID, Estate
-from tests.support.template import PROJECT_ROOT
+from tests.conftest import Estate
+from tests.support.requests import policy_engine_for, workload_caller
 
 ROLES = ("orders-service", "reporting-job")
 GRANT_MINUTES = 10
@@ -51,12 +46,8 @@ LIVE = (RequestStatus.GRANTING, RequestStatus.ACTIVE)
 OVER = (RequestStatus.REVOKED, RequestStatus.FAILED, RequestStatus.DENIED)
 
 
-@cache
 def policy_engine() -> PolicyEngine:
-    directory = Path(tempfile.mkdtemp(prefix="accessctl-fault-policies-"))
-    shutil.copy(PROJECT_ROOT / "policies" / "schema.cedarschema", directory)
-    (directory / "faults.cedar").write_text(RULES, encoding="utf-8")
-    return PolicyEngine.from_directory(directory)
+    return policy_engine_for(RULES)
 
 
 def allowed_request(
@@ -84,16 +75,7 @@ def decided_request(
     reason: str = "fault test",
 ) -> str:
     deps = deps or estate.deps
-    signed = Caller(
-        principal_arn=f"arn:aws:sts::{ACCOUNT_ID}:assumed-role/{role_name}/task-1",
-        account_id=ACCOUNT_ID,
-        partition="aws",
-        role_name=role_name,
-        source_ip="127.0.0.1",
-    )
-    caller = resolve_caller(
-        signed, deps.iam, account_id=ACCOUNT_ID, admins=frozenset(), opt_in_tag_key="accessctl-grantable"
-    )
+    caller = workload_caller(deps.iam, role_name)
     body = {"database": "orders-prod", "db_user": db_user, "duration_minutes": GRANT_MINUTES, "reason": reason}
     answer = submit_request(AccessRequestSubmission.model_validate(body), caller, deps)
     assert evaluate_request(answer.request_id, policy_engine(), deps).outcome == outcome

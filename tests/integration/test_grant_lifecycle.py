@@ -4,11 +4,7 @@ compensate, sweep, and refuse what is out of scope without touching IAM."""
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from datetime import UTC, datetime, timedelta
-from functools import cache
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,9 +24,8 @@ from accessctl.models import (
     utc_now,
 )
 from accessctl.policy import PolicyEngine
-from accessctl.principals import resolve_caller
 from tests.conftest import ACCOUNT_ID, Estate
-from tests.support.template import PROJECT_ROOT
+from tests.support.requests import policy_engine_for, workload_caller
 
 # One workload rule, as a security engineer would write it; the schema is the project's own.
 ORDERS_POLICY = """
@@ -42,25 +37,12 @@ when { resource.name == "app_rw" };
 """
 
 
-@cache
 def policy_engine() -> PolicyEngine:
-    directory = Path(tempfile.mkdtemp(prefix="accessctl-policies-"))
-    shutil.copy(PROJECT_ROOT / "policies" / "schema.cedarschema", directory)
-    (directory / "orders.cedar").write_text(ORDERS_POLICY, encoding="utf-8")
-    return PolicyEngine.from_directory(directory)
+    return policy_engine_for(ORDERS_POLICY)
 
 
 def caller_for(estate: Estate, role_name: str, account_id: str = ACCOUNT_ID) -> Caller:
-    signed = Caller(
-        principal_arn=f"arn:aws:sts::{account_id}:assumed-role/{role_name}/task-1",
-        account_id=account_id,
-        partition="aws",
-        role_name=role_name,
-        source_ip="127.0.0.1",
-    )
-    return resolve_caller(
-        signed, estate.deps.iam, account_id=ACCOUNT_ID, admins=frozenset(), opt_in_tag_key="accessctl-grantable"
-    )
+    return workload_caller(estate.deps.iam, role_name, account_id=account_id)
 
 
 def submission(**overrides: Any) -> AccessRequestSubmission:

@@ -16,6 +16,7 @@ from moto import mock_aws
 
 from accessctl_local import LocalStack, moto_patches
 from accessctl_local.emulator import EMULATOR_CONFIG
+from accessctl_local.estate import create_database
 
 
 def test_moto_is_the_version_the_patches_were_written_for() -> None:
@@ -23,23 +24,9 @@ def test_moto_is_the_version_the_patches_were_written_for() -> None:
     assert moto.__version__ == moto_patches.TESTED_MOTO_VERSION
 
 
-def _create_db(stack: LocalStack, identifier: str) -> dict[str, object]:
-    return dict(
-        stack.client("rds").create_db_instance(
-            DBInstanceIdentifier=identifier,
-            DBInstanceClass="db.t4g.micro",
-            Engine="postgres",
-            MasterUsername="postgres",
-            MasterUserPassword="not-used-in-tests",
-            AllocatedStorage=20,
-            EnableIAMDatabaseAuthentication=True,
-        )["DBInstance"]
-    )
-
-
 def test_each_db_instance_gets_its_own_dbi_resource_id(stack: LocalStack) -> None:
     # Given two databases created in the emulator
-    first, second = _create_db(stack, "orders-db"), _create_db(stack, "billing-db")
+    first, second = create_database(stack, "orders-db"), create_database(stack, "billing-db")
     # Then their resource ids differ, look like AWS's, and describe returns the same ones
     ids = {first["DbiResourceId"], second["DbiResourceId"]}
     assert len(ids) == 2
