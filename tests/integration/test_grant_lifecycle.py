@@ -14,6 +14,7 @@ from accessctl.errors import ForbiddenError
 from accessctl.grant_policy import grant_policy_problems
 from accessctl.grants import evaluate_request, issue_grant, revoke_grant, sweep_expired_grants
 from accessctl.models import (
+    AccessRequest,
     AccessRequestSubmission,
     AuditEventType,
     Caller,
@@ -242,11 +243,62 @@ def test_given_only_unexpired_grants_when_the_sweeper_runs_then_nothing_is_touch
     estate: Estate, orders: dict[str, Any]
 ) -> None:
     granted_request(estate)
+    holders = HolderNotices()
 
-    report = sweep_expired_grants(estate.deps)
+    report = sweep_expired_grants(estate.deps, holders=holders.factory)
 
     assert (report.examined, report.revoked) == (0, [])
     assert len(estate.grant_policies()) == 1
+    assert holders.made == 0  # no channel (nor its secret) is set up for a sweep that revokes nothing
+
+
+class HolderNotices:
+    """The sweeper's notifier factory: what it was asked to send, and how often it was made."""
+
+    def __init__(self, fails: bool = False) -> None:
+        self.sent: list[tuple[str, str, str]] = []
+        self.made = 0
+        self._fails = fails
+
+    def factory(self) -> HolderNotices:
+        self.made += 1
+        return self
+
+    def send(self, event: str, request: AccessRequest, severity: str = "info") -> None:
+        if self._fails:
+            raise RuntimeError("injected: every channel failed")
+        self.sent.append((event, request.request_id, request.status))
+
+
+def test_given_a_grant_past_expiry_when_the_sweeper_revokes_it_then_its_holder_is_told_once(
+    estate: Estate, orders: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a grant past expiry that no workflow revoked
+    request_id = granted_request(estate)
+    after_expiry(monkeypatch)
+    holders = HolderNotices()
+
+    # When the sweeper runs, then again
+    first = sweep_expired_grants(estate.deps, holders=holders.factory)
+    sweep_expired_grants(estate.deps, holders=holders.factory)
+
+    # Then its holder was told of the revocation once, as the workflow tells it (the record already revoked)
+    assert first.revoked == [request_id]
+    assert holders.sent == [("REVOKED", request_id, RequestStatus.REVOKED)]
+    assert holders.made == 1
+
+
+def test_given_every_channel_failing_when_the_sweeper_revokes_then_the_revocation_stands(
+    estate: Estate, orders: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    request_id = granted_request(estate)
+    after_expiry(monkeypatch)
+
+    report = sweep_expired_grants(estate.deps, holders=HolderNotices(fails=True).factory)
+
+    assert (report.revoked, report.failed) == ([request_id], {})
+    assert estate.grant_policies() == []
+    assert estate.deps.grants.get(request_id).status == RequestStatus.REVOKED
 
 
 @pytest.mark.parametrize(

@@ -12,6 +12,7 @@ from accessctl.grant_policy import build_grant_policy
 from accessctl.grants import revoke_grant
 from accessctl.integrity import check_policies, sweep_integrity
 from accessctl.models import AuditEventType, RequestStatus, RevokeReason
+from accessctl.notify import SnsNotifier
 from tests.conftest import Estate
 from tests.integration.test_grant_lifecycle import after_expiry, granted_request
 
@@ -91,15 +92,41 @@ def test_given_an_intact_grant_when_the_integrity_sweep_runs_then_nothing_change
     assert estate.attached("orders-service") == [_policy_arn(estate, grant)]
 
 
-def test_given_a_policy_under_the_grants_path_without_a_record_when_swept_then_it_is_removed(estate: Estate) -> None:
+def test_given_a_policy_under_the_grants_path_without_a_record_when_swept_then_it_is_removed_and_operators_told(
+    estate: Estate,
+) -> None:
+    # Given a grant-shaped policy no request issued, and the operators' topic
     estate.role("orders-service")
-    estate.hand_made_grant_policy("orders-service")
+    arn = estate.hand_made_grant_policy("orders-service")
+    topic, inbox = _operators_topic(estate)
 
-    report = sweep_integrity(estate.deps)
+    # When the integrity sweep runs
+    report = sweep_integrity(estate.deps, SnsNotifier(estate.session.client("sns"), topic))
 
+    # Then it is removed, and the operators are told which policy, why, at high severity
     assert [finding.kind for finding in report.findings] == ["orphan"]
     assert estate.grant_policies() == []
     assert estate.attached("orders-service") == []
+    (message,) = inbox()
+    body = json.loads(message["Body"])
+    assert (body["event"], body["subject"]) == ("ORPHAN_REMOVED", arn)
+    assert "no record" in body["summary"]
+    assert message["MessageAttributes"]["severity"]["StringValue"] == "high"
+
+
+def _operators_topic(estate: Estate) -> tuple[str, Callable[[], list[dict[str, Any]]]]:
+    """An SNS topic with an SQS queue subscribed (raw delivery, attributes kept): what operators receive."""
+    sns, sqs = estate.session.client("sns"), estate.session.client("sqs")
+    topic = sns.create_topic(Name="operators")["TopicArn"]
+    url = sqs.create_queue(QueueName="operators-inbox")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn, Attributes={"RawMessageDelivery": "true"})
+
+    def received() -> list[dict[str, Any]]:
+        answer = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, MessageAttributeNames=["All"])
+        return list(answer.get("Messages", []))
+
+    return topic, received
 
 
 def test_given_a_revoked_record_whose_policy_reappeared_when_swept_then_it_is_an_orphan(

@@ -22,7 +22,7 @@ from accessctl_local.estate import (
     policy_document,
     workload,
 )
-from tests.support.stacks import demo_stack
+from tests.support.stacks import demo_stack, subscribe
 from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.integration]
@@ -93,6 +93,7 @@ def test_given_two_grants_when_one_workflow_is_stopped_then_expiry_and_the_sweep
     stack.client("stepfunctions").stop_execution(
         executionArn=_execution_arn(stack, by_sweeper.request_id), error="Test", cause="stopped mid-wait"
     )
+    notifications = subscribe(stack, "sweeper-test-notifications")
 
     # When both expire
     until_expired(max(by_workflow.grant.expires_at, by_sweeper.grant.expires_at))
@@ -116,6 +117,9 @@ def test_given_two_grants_when_one_workflow_is_stopped_then_expiry_and_the_sweep
     assert events == ["REQUEST_SUBMITTED", "REQUEST_DECIDED", "GRANT_ISSUED", "GRANT_REVOKED"]
     swept_rows = audit_trail(stack, by_sweeper.request_id)
     assert swept_rows[-1]["actor"] == "sweeper"
+    # and each holder was told of the revocation, the swept one by the sweeper as the workflow would have
+    revoked = {message["request_id"] for message in notifications.drain() if message["event"] == "REVOKED"}
+    assert revoked == {by_workflow.request_id, by_sweeper.request_id}
 
 
 def _execution_arn(stack: LocalStack, request_id: str) -> str:

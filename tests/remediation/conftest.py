@@ -3,45 +3,13 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
 from accessctl_local import LocalStack
 from tests.remediation.support import Emulated
-
-
-@dataclass
-class Inbox:
-    """An SQS queue subscribed to the stack's notifications topic (raw delivery)."""
-
-    stack: LocalStack
-    queue_url: str
-
-    def drain(self) -> list[dict[str, Any]]:
-        sqs = self.stack.client("sqs")
-        messages: list[dict[str, Any]] = []
-        while True:
-            batch = sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10).get("Messages", [])
-            if not batch:
-                return messages
-            for message in batch:
-                messages.append(json.loads(message["Body"]))
-                sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
-
-
-def subscribe(stack: LocalStack) -> Inbox:
-    sqs, sns = stack.client("sqs"), stack.client("sns")
-    url = sqs.create_queue(QueueName="drift-notifications")["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    sns.subscribe(
-        TopicArn=stack.resources["NotificationsTopic"],
-        Protocol="sqs",
-        Endpoint=arn,
-        Attributes={"RawMessageDelivery": "true"},
-    )
-    return Inbox(stack, url)
+from tests.support.stacks import Inbox, subscribe
 
 
 def audit_records(stack: LocalStack, subject: str) -> list[dict[str, Any]]:
@@ -63,4 +31,4 @@ def emulated(stack: LocalStack) -> Emulated:
 
 @pytest.fixture(scope="module")
 def inbox(stack: LocalStack) -> Inbox:
-    return subscribe(stack)
+    return subscribe(stack, "drift-notifications")

@@ -15,6 +15,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from typing import Any
 from urllib.parse import unquote
 
@@ -55,7 +56,7 @@ from accessctl.models import (
     to_iso,
     utc_now,
 )
-from accessctl.notify import SnsNotifier
+from accessctl.notify import Notifier, SnsNotifier
 from accessctl.observability import logger, metrics
 from accessctl.policy import PolicyEngine
 from accessctl.principals import lookup_role
@@ -719,8 +720,11 @@ def sweep_expired_grants(
     deps: Dependencies,
     grace: timedelta = timedelta(seconds=0),
     seconds_left: Callable[[], float] | None = None,
+    holders: Callable[[], Notifier] | None = None,
 ) -> SweepReport:
-    """Revoke every grant past expiry that is still indexed as active, whatever its workflow did.
+    """Revoke every grant past expiry that is still indexed as active, whatever its workflow did,
+    and tell its holder as the workflow would have (``holders`` makes the deployment's notifier, on
+    the first revocation only: a sweep with nothing to revoke reads no channel secrets).
 
     Cost follows the expired grants only (one indexed Query, paged). A failure on one grant
     never stops the others; it is retried on the next sweep, and counted (``SweeperFailures``,
@@ -730,6 +734,7 @@ def sweep_expired_grants(
     is still indexed and the next sweep takes it.
     """
     report = SweepReport()
+    notifier = cache(holders) if holders is not None else None
     cutoff = to_iso(utc_now() - grace)
     reserve = min(SWEEP_RESERVE_SECONDS, seconds_left() / 4) if seconds_left is not None else 0.0
     for request in deps.grants.expired_active(now=cutoff):
@@ -742,6 +747,7 @@ def sweep_expired_grants(
             revocation = revoke_grant(request.request_id, RevokeReason.SWEEP, "sweeper", deps)
             if revocation.status == "REVOKED":  # not one another revoker finished, nor one extended meanwhile
                 report.revoked.append(request.request_id)
+                _tell_holder(request.request_id, notifier, deps)
         except Exception as error:  # isolate each grant; the next sweep retries
             logger.exception("sweeper could not revoke", extra={"request_id": request.request_id})
             report.failed[request.request_id] = f"{type(error).__name__}: {error}"
@@ -756,6 +762,17 @@ def sweep_expired_grants(
     # before here, or is never invoked, sends none).
     metrics.add_metric(name="ExpirySweeps", unit="Count", value=1)
     return report
+
+
+def _tell_holder(request_id: str, notifier: Callable[[], Notifier] | None, deps: Dependencies) -> None:
+    """The holder hears of a sweeper's revocation as of the workflow's ("REVOKED"). Never raises: the
+    revocation stands; a channel that failed is logged and counted by the notifier."""
+    if notifier is None:
+        return
+    try:
+        notifier().send("REVOKED", deps.grants.get(request_id))
+    except Exception:
+        logger.exception("holder not told of the sweeper's revocation", extra={"request_id": request_id})
 
 
 def _audit_sweep_failure(request: AccessRequest, why: str, deps: Dependencies) -> None:

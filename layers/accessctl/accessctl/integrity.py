@@ -25,7 +25,7 @@ from accessctl.errors import NotFoundError
 from accessctl.grant_policy import POLICY_NAME_PREFIX, grant_policy_problems
 from accessctl.grants import current_policy_document, remove_policy, revoke_grant
 from accessctl.models import AccessRequest, AuditEventType, RequestStatus, RevokeReason
-from accessctl.notify import Notifier
+from accessctl.notify import OperatorNotifier
 from accessctl.observability import logger, metrics
 
 LIVE_STATUSES = (RequestStatus.GRANTING, RequestStatus.ACTIVE)
@@ -100,7 +100,7 @@ def _attached_principals(policy_arn: str, deps: Dependencies) -> list[str]:
     return attached
 
 
-def remediate(finding: Finding, deps: Dependencies, notifier: Notifier | None = None) -> None:
+def remediate(finding: Finding, deps: Dependencies, notifier: OperatorNotifier | None = None) -> None:
     """Remove what the finding names, audit why, and tell operators."""
     subject = finding.grant_id or finding.policy_arn
     request = _record(finding.grant_id, deps)
@@ -133,11 +133,21 @@ def remediate(finding: Finding, deps: Dependencies, notifier: Notifier | None = 
             aws_requests=iam_calls,
         )
     logger.warning("grant integrity finding removed", extra={"finding": finding.__dict__})
-    if notifier is not None and request is not None:
+    if notifier is None:
+        return
+    if request is not None:
         notifier.send("TAMPERED" if finding.kind == "tampered" else "ORPHAN_REMOVED", request)
+    else:  # no record names a holder or a database: the operators get what the policy itself says
+        notifier.notice(
+            "ORPHAN_REMOVED",
+            finding.policy_arn,
+            f"A grant policy no request issued was found and removed: {finding.policy_arn} "
+            f"({'; '.join(finding.problems)}).",
+            severity="high",
+        )
 
 
-def sweep_integrity(deps: Dependencies, notifier: Notifier | None = None) -> IntegrityReport:
+def sweep_integrity(deps: Dependencies, notifier: OperatorNotifier | None = None) -> IntegrityReport:
     """Check every policy under the grants path; a failure on one never stops the others."""
     report = IntegrityReport()
     for policy in grant_policies(deps):
@@ -146,7 +156,9 @@ def sweep_integrity(deps: Dependencies, notifier: Notifier | None = None) -> Int
     return report
 
 
-def check_policies(policy_arns: list[str], deps: Dependencies, notifier: Notifier | None = None) -> IntegrityReport:
+def check_policies(
+    policy_arns: list[str], deps: Dependencies, notifier: OperatorNotifier | None = None
+) -> IntegrityReport:
     """Check the named grant policies only (a CloudTrail event said they changed)."""
     report = IntegrityReport()
     for policy_arn in policy_arns:
@@ -156,7 +168,7 @@ def check_policies(policy_arns: list[str], deps: Dependencies, notifier: Notifie
 
 
 def _check_and_remediate(
-    policy_arn: str, deps: Dependencies, notifier: Notifier | None, report: IntegrityReport
+    policy_arn: str, deps: Dependencies, notifier: OperatorNotifier | None, report: IntegrityReport
 ) -> None:
     finding: Finding | None = None
     try:

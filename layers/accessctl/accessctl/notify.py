@@ -92,6 +92,19 @@ class SnsNotifier:
             },
         )
 
+    def notice(self, event: str, subject: str, text: str, severity: str = "info") -> None:
+        """An operators' notice about something no request record describes (e.g. an orphaned grant policy)."""
+        call(
+            self._sns.publish,
+            TopicArn=self._topic_arn,
+            Subject=f"accessctl: {event.lower()}"[:100],
+            Message=json.dumps({"event": event, "summary": text, "subject": subject}),
+            MessageAttributes={
+                "event": {"DataType": "String", "StringValue": event},
+                "severity": {"DataType": "String", "StringValue": severity},
+            },
+        )
+
 
 class LogNotifier:
     """Used when no channel is configured: the notification still lands in the logs."""
@@ -101,6 +114,17 @@ class LogNotifier:
     def send(self, event: str, request: AccessRequest, severity: str = "info") -> None:
         log = logger.warning if severity == "high" else logger.info
         log(summary(event, request), extra={"request_id": request.request_id, "event": event, "severity": severity})
+
+    def notice(self, event: str, subject: str, text: str, severity: str = "info") -> None:
+        log = logger.warning if severity == "high" else logger.info
+        log(text, extra={"subject": subject, "event": event, "severity": severity})
+
+
+class OperatorNotifier(Notifier, Protocol):
+    """The operators' channel (SNS, else the logs): request events, and notices about things no
+    request record describes."""
+
+    def notice(self, event: str, subject: str, text: str, severity: str = "info") -> None: ...
 
 
 # ------------------------------------------------------------------ chat channels
@@ -365,6 +389,16 @@ def build_notifier(settings: Settings, sns: Any, claims: DeliveryClaims | None =
     if claims is not None:
         notifiers = [OnceNotifier(notifier, claims) for notifier in notifiers]
     return notifiers[0] if len(notifiers) == 1 else FanOutNotifier(notifiers)
+
+
+def deployment_notifier(settings: Settings, sns: Any) -> Notifier:
+    """The deployment's notifier for a request's events, each channel sending an event of a request at
+    most once, whoever sends it: the workflow's notification step (retried or not) and the sweeper
+    share the claims in the chat-ops table."""
+    from accessctl.aws import resource
+
+    table = settings.approvals_table
+    return build_notifier(settings, sns, DeliveryClaims(resource("dynamodb").Table(table)) if table else None)
 
 
 def teams_webhook_url(secret_name: str) -> str:
