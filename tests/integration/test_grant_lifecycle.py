@@ -4,13 +4,18 @@ compensate, sweep, and refuse what is out of scope without touching IAM."""
 from __future__ import annotations
 
 import json
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from unittest.mock import ANY
 
 import pytest
 
+import accessctl.grants
 from accessctl.access_requests import submit_request
-from accessctl.errors import ForbiddenError
+from accessctl.errors import ForbiddenError, TransientError
 from accessctl.grant_policy import grant_policy_problems
 from accessctl.grants import evaluate_request, issue_grant, revoke_grant, sweep_expired_grants
 from accessctl.models import (
@@ -18,6 +23,7 @@ from accessctl.models import (
     AccessRequestSubmission,
     AuditEventType,
     Caller,
+    Grant,
     Outcome,
     RequestStatus,
     RevokeReason,
@@ -25,6 +31,7 @@ from accessctl.models import (
     utc_now,
 )
 from accessctl.policy import PolicyEngine
+from accessctl.store import GrantSlot, grant_slot_key
 from tests.conftest import ACCOUNT_ID, Estate
 from tests.support.requests import policy_engine_for, workload_caller
 
@@ -441,3 +448,114 @@ def test_given_a_role_at_its_managed_policy_quota_when_granting_then_refused_bef
 
 
 _READ_ONLY = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:ListBucket", "Resource": "*"}]}
+
+
+# ------------------------------------------------------------------ one grant per role and database user
+
+
+def allowed_request(estate: Estate, reason: str) -> str:
+    answer = submit_request(submission(reason=reason), caller_for(estate, "orders-service"), estate.deps)
+    assert evaluate_request(answer.request_id, policy_engine(), estate.deps).outcome == Outcome.ALLOW
+    return answer.request_id
+
+
+def issue_as_the_workflow_does(request_id: str, deps: Any) -> Grant:
+    """The IssueGrant step with its Retry on TransientError: five attempts, the waits doubling."""
+    for wait in (0.5, 1, 2, 4):
+        try:
+            return issue_grant(request_id, deps)
+        except TransientError:
+            time.sleep(wait)
+    return issue_grant(request_id, deps)
+
+
+def test_given_two_requests_for_the_same_access_issued_at_the_same_moment_then_one_policy_serves_both(
+    estate: Estate, orders: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given two allowed requests of one role for the same database user, whose grant steps both
+    # look for a live grant to extend before either has made one
+    first, second = allowed_request(estate, "replica 1 startup"), allowed_request(estate, "replica 2 startup")
+    both_looked = threading.Barrier(2)
+    looked: set[str] = set()
+    extendable = accessctl.grants._extendable_grants
+
+    def look_together(request: AccessRequest, deps: Any) -> list[AccessRequest]:
+        found = extendable(request, deps)
+        if request.request_id not in looked:
+            looked.add(request.request_id)
+            both_looked.wait(timeout=30)
+        return found
+
+    monkeypatch.setattr("accessctl.grants._extendable_grants", look_together)
+
+    # When both are issued at once
+    with ThreadPoolExecutor(max_workers=2) as steps:
+        grants = list(
+            steps.map(lambda request_id: issue_as_the_workflow_does(request_id, estate.deps), [first, second])
+        )
+
+    # Then one policy exists: one request holds it, the other extended it
+    (policy,) = estate.grant_policies()
+    records = {record.status: record for record in map(estate.deps.grants.get, (first, second))}
+    assert set(records) == {RequestStatus.ACTIVE, RequestStatus.EXTENDED}
+    holder, extension = records[RequestStatus.ACTIVE], records[RequestStatus.EXTENDED]
+    assert extension.extends == holder.request_id
+    assert holder.grant is not None and holder.grant.policy_arn == policy["Arn"]
+    assert {grant.policy_arn for grant in grants} == {policy["Arn"]}
+    assert estate.attached("orders-service") == [policy["Arn"]]
+
+
+def test_given_the_slots_grant_was_revoked_early_when_the_role_asks_again_then_it_gets_a_grant_of_its_own(
+    estate: Estate, orders: dict[str, Any]
+) -> None:
+    first = granted_request(estate)
+    revoke_grant(first, RevokeReason.EARLY, "orders-service", estate.deps)
+
+    second = granted_request(estate, reason="after the early revoke")
+
+    record = estate.deps.grants.get(second)
+    assert (record.status, record.extends) == (RequestStatus.ACTIVE, None)
+    assert [policy["PolicyName"] for policy in estate.grant_policies()] == [record.grant.policy_name]  # type: ignore[union-attr]
+
+
+def test_given_a_request_holding_the_slot_while_its_grant_is_made_when_another_is_issued_then_it_waits_unchanged(
+    estate: Estate, orders: dict[str, Any]
+) -> None:
+    # Given a request that has claimed the slot a moment ago and is about to make its grant
+    making = allowed_request(estate, "replica 1 startup")
+    key = grant_slot_key(orders_role_arn(estate), "orders-prod", "app_rw")
+    assert estate.deps.grants.claim_slot(key, making, now=to_iso(utc_now())) is None
+    waiting = allowed_request(estate, "replica 2 startup")
+
+    # When the other request's grant step runs, then it is told to come back (the workflow retries it)
+    with pytest.raises(TransientError, match="being issued"):
+        issue_grant(waiting, estate.deps)
+
+    # and nothing was made or recorded for it
+    assert estate.grant_policies() == []
+    assert estate.deps.grants.get(waiting).grant is None
+
+
+def test_given_a_slot_holder_that_stopped_before_making_its_grant_when_another_is_issued_then_it_takes_the_slot(
+    estate: Estate, orders: dict[str, Any]
+) -> None:
+    # Given a request that claimed the slot a minute ago and never made its grant (its step was refused)
+    stopped = allowed_request(estate, "refused at the quota")
+    key = grant_slot_key(orders_role_arn(estate), "orders-prod", "app_rw")
+    assert estate.deps.grants.claim_slot(key, stopped, now=to_iso(utc_now() - timedelta(minutes=1))) is None
+    later = allowed_request(estate, "a later start")
+
+    # When another request is issued
+    issue_grant(later, estate.deps)
+
+    # Then it has a grant of its own, and holds the slot for the next one to extend
+    record = estate.deps.grants.get(later)
+    assert (record.status, record.extends) == (RequestStatus.ACTIVE, None)
+    assert len(estate.grant_policies()) == 1
+    assert estate.deps.grants.claim_slot(key, "someone-else", now=to_iso(utc_now())) == GrantSlot(
+        holder=later, claimed_at=ANY
+    )
+
+
+def orders_role_arn(estate: Estate) -> str:
+    return f"arn:aws:iam::{ACCOUNT_ID}:role/workloads/orders-service"

@@ -61,11 +61,21 @@ from accessctl.observability import logger, metrics
 from accessctl.policy import PolicyEngine
 from accessctl.principals import lookup_role
 from accessctl.sessions import SessionTermination
+from accessctl.store import grant_slot_key
 
 # A grant this close to its expiry is not extended (its revocation may begin before the extension
 # is recorded): the request gets a grant of its own. Covers an extension step's read-to-write time and
 # clock skew; the extension's write re-checks it.
 EXTEND_MARGIN = timedelta(seconds=10)
+# How long a request may hold the grant slot while its grant is being made, before it is taken to
+# have stopped and the slot is free: from the claim to GRANTING is one database read (a holder left
+# there was refused, e.g. at the role's policy quota, or its step died); from GRANTING to ACTIVE, a
+# step and its retries (a minute or two).
+SLOT_PATIENCE = {
+    RequestStatus.PENDING: timedelta(seconds=30),
+    RequestStatus.APPROVED: timedelta(seconds=30),
+    RequestStatus.GRANTING: timedelta(minutes=5),
+}
 
 
 def evaluate_request(request_id: str, engine: PolicyEngine, deps: Dependencies) -> Decision:
@@ -165,6 +175,9 @@ def issue_grant(request_id: str, deps: Dependencies) -> Grant:
         extendable = _extendable_grants(request, deps)
         if extendable:
             return extend_grant(extendable[0], request, decision, deps)
+        holder = _take_grant_slot(request, deps)
+        if holder is not None:
+            return extend_grant(holder, request, decision, deps)
         _check_role_policy_quota(request.role_name, deps)
     grant = request.grant or _new_grant(request, decision, deps)
     document = build_grant_policy(grant.resource_arn, grant.expires_at)
@@ -191,6 +204,37 @@ def _extendable_grants(request: AccessRequest, deps: Dependencies) -> list[Acces
     not_before = to_iso(utc_now() + EXTEND_MARGIN)
     active = deps.grants.active_grants_for(request.role_arn, request.database, request.db_user)
     return [other for other in active if other.grant is not None and other.grant.expires_at > not_before]
+
+
+def _take_grant_slot(request: AccessRequest, deps: Dependencies) -> AccessRequest | None:
+    """Make this request the one whose grant serves its role on this database user, or return the
+    live grant that already does (to extend).
+
+    The role index read above is eventually consistent and sees only ACTIVE grants: two requests
+    issued at the same moment would both find nothing there and both make a policy. The slot is
+    claimed with a conditional write, so one of them holds it; the other extends its grant, or
+    waits for it (TransientError: the workflow retries the step) while it is being issued. A
+    holder that can no longer be extended (revoked, failed, about to expire) or that has been
+    "being issued" for longer than its SLOT_PATIENCE (refused, or its workflow stopped) is replaced: the new request
+    gets a grant of its own, and the old one is revoked at its expiry as always.
+    """
+    key = grant_slot_key(request.role_arn, request.database, request.db_user)
+    now = utc_now()
+    slot = deps.grants.claim_slot(key, request.request_id, now=to_iso(now))
+    if slot is None:
+        return None
+    holder = deps.grants.get(slot.holder)
+    if holder.status == RequestStatus.EXTENDED and holder.extends is not None:
+        holder = deps.grants.get(holder.extends)  # it was served by another live grant: that one serves
+    if holder.status == RequestStatus.ACTIVE and holder.grant is not None:
+        if holder.grant.expires_at > to_iso(now + EXTEND_MARGIN):
+            return holder
+    elif holder.status in SLOT_PATIENCE and slot.claimed_at > to_iso(now - SLOT_PATIENCE[holder.status]):
+        raise TransientError(f"grant {holder.request_id} for the same access is being issued; extending it once it is")
+    if deps.grants.claim_slot(key, request.request_id, now=to_iso(now), replacing=slot.holder) is not None:
+        raise TransientError(f"another request took the grant slot of {request.role_name} on {request.db_user}")
+    logger.info("grant slot taken over", extra={"request_id": request.request_id, "previous": slot.holder})
+    return None
 
 
 def _require_approval(request_id: str, deps: Dependencies) -> None:

@@ -3,6 +3,12 @@
 One item per request; the grant id is the request id. The sparse ``active_shard`` attribute is
 set while a grant's policy may exist (from just before it is created until IAM confirms it is
 gone), so the ``ActiveByExpiry`` index answers "active and expired before T" with a Query.
+
+Besides requests, one *grant slot* item per role, database and database user (key
+``slot#<role ARN>#<database>#<db user>``) names the request whose grant new requests for the same
+access extend. Claiming it is a conditional write, so two requests issued at the same moment
+cannot both make a policy. Slot items carry none of the indexes' keys: no index and no request
+listing sees them.
 """
 
 from __future__ import annotations
@@ -10,16 +16,18 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from boto3.dynamodb.conditions import Attr, ConditionBase, Key
 from botocore.exceptions import ClientError
 
 from accessctl.aws import error_code, transient_errors_surface
-from accessctl.errors import BadRequestError, ConflictError, NotFoundError
+from accessctl.errors import BadRequestError, ConflictError, NotFoundError, TransientError
 from accessctl.models import AccessRequest, Decision, Grant, RequestStatus
 
 ACTIVE_SHARD = "ACTIVE"
+SLOT_PREFIX = "slot#"
 EXPIRY_INDEX = "ActiveByExpiry"
 ROLE_INDEX = "ByRole"
 DATABASE_INDEX = "ByDatabase"
@@ -60,6 +68,16 @@ def update_expression(
         names.update({f"#r{index}": name for index, name in enumerate(remove)})
         expression += " REMOVE " + ", ".join(f"#r{index}" for index in range(len(remove)))
     return expression, names, placeholders
+
+
+def grant_slot_key(role_arn: str, database: str, db_user: str) -> str:
+    return f"{SLOT_PREFIX}{role_arn}#{database}#{db_user}"
+
+
+@dataclass(frozen=True)
+class GrantSlot:
+    holder: str  # the request whose grant serves this role on this database user
+    claimed_at: str
 
 
 class GrantsStore:
@@ -139,6 +157,27 @@ class GrantsStore:
             "FilterExpression": condition & Attr("db_user").eq(db_user),
         }
         return [_from_item(item) for page in self._pages(query) for item in page.get("Items", [])]
+
+    def claim_slot(self, key: str, request_id: str, *, now: str, replacing: str | None = None) -> GrantSlot | None:
+        """Make ``request_id`` the slot's holder: when the slot is free, already its own, or held by
+        ``replacing``. ``None`` when claimed; else the slot as another request holds it."""
+        condition = Attr("request_id").not_exists() | Attr("holder").eq(request_id)
+        if replacing is not None:
+            condition = condition | Attr("holder").eq(replacing)
+        try:
+            with transient_errors_surface():
+                self._table.put_item(
+                    Item={"request_id": key, "holder": request_id, "claimed_at": now}, ConditionExpression=condition
+                )
+            return None
+        except ClientError as error:
+            if error_code(error) != "ConditionalCheckFailedException":
+                raise
+        with transient_errors_surface():
+            item = self._table.get_item(Key={"request_id": key}, ConsistentRead=True).get("Item")
+        if item is None:  # slots are never deleted; a write racing this read is taken on the next attempt
+            raise TransientError(f"grant slot {key} changed while it was claimed; retrying")
+        return GrantSlot(holder=str(item["holder"]), claimed_at=str(item["claimed_at"]))
 
     def record_revoked(self, request: AccessRequest, grant: Grant, *, final_status: RequestStatus) -> None:
         """IAM has confirmed the policy is gone: leave the expiry index.
