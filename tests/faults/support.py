@@ -15,7 +15,7 @@ from accessctl.grant_policy import POLICY_NAME_PREFIX, grant_policy_problems, po
 from accessctl.grants import SweepReport, current_policy_document, evaluate_request, sweep_expired_grants
 from accessctl.models import AccessRequestSubmission, AuditEventType, Outcome, RequestStatus, to_iso, utc_now
 from accessctl.policy import PolicyEngine
-from accessctl.store import GrantsStore
+from accessctl.store import SLOT_PREFIX, GrantsStore
 from tests.conftest import Estate
 from tests.support.requests import policy_engine_for, workload_caller
 
@@ -226,8 +226,11 @@ def check_estate(estate: Any, now: datetime, deps: Any = None, expected: Callabl
     """
     deps = deps or estate.deps
     now_iso = to_iso(now)
-    records = grant_records(estate)
+    items = grant_records(estate)
+    slots = [item for item in items if item["request_id"].startswith(SLOT_PREFIX)]
+    records = [item for item in items if not item["request_id"].startswith(SLOT_PREFIX)]
     ids = [item["request_id"] for item in records]
+    assert {slot["holder"] for slot in slots} <= set(ids), "a grant slot held by a request with no record"
     assert len(ids) == len(set(ids)), "a request with more than one record"
     policies = grant_policies(estate)
     by_id = {}
