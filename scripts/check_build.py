@@ -13,6 +13,11 @@ It then imports the handler module, checks the handler is callable, and checks t
 loaded came from one of those folders or the standard library. A handler that imports something
 the layer does not ship fails here, instead of at its first invocation in AWS.
 
+A layer that ships accessctl's reduced service models (``accessctl/service_models``, written by
+``make service-models``) is checked the same way once more: with only the layer and the SDK on the
+path, each model the remediator's clients need must be there and usable with the botocore the build
+loads (else those clients would read each service's whole model in Lambda).
+
 What this does not prove: the build it checks was made for this machine's interpreter and
 architecture (see scripts/build_template.py), so it shows the layer is complete, not that its
 compiled wheels fit python3.13/arm64; `make build-check` checks that separately by installing the
@@ -64,6 +69,28 @@ print(json.dumps({"counts": counts, "strays": strays,
                   "botocore": getattr(sys.modules.get("botocore"), "__file__", None)}))
 sys.exit(1 if strays else 0)
 """
+
+
+# Runs in a child interpreter for a built layer that ships accessctl's reduced service models
+# (accessctl/service_models, `make service-models`): each of the remediator's clients finds its model
+# there, made from the botocore this build loads (the layer's, which shadows the runtime's in Lambda),
+# so in Lambda no client of those operations reads a service's whole model.
+# argv: json(list of sys.path entries to prepend), json(list of entries to append).
+_SHIPPED_MODELS_CHILD = r"""
+import json, sys
+front, back = map(json.loads, sys.argv[1:3])
+sys.path[:0] = front
+sys.path.extend(back)
+import botocore
+from accessctl import aws
+from accessctl.remediation.engine import CLIENT_OPERATIONS
+loader = aws._data_loader()
+unused = [name for name, operations in sorted(CLIENT_OPERATIONS.items())
+          if aws.shipped_model(loader, name, operations, None) is None]
+print(json.dumps({"botocore": botocore.__version__, "services": sorted(CLIENT_OPERATIONS), "unused": unused}))
+sys.exit(1 if unused else 0)
+"""
+SHIPPED_MODELS = Path("accessctl") / "service_models"
 
 
 class _CfnLoader(yaml.SafeLoader):
@@ -214,6 +241,54 @@ def check_function(function: FunctionUnderCheck, runtime_sdk: Path) -> tuple[boo
     return True, f"ok   {function.logical_id} ({function.handler}): modules {counts}{botocore_note}"
 
 
+def _layer_path(layer: Path) -> list[str]:
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    return [str((layer / "python" / "lib" / version / "site-packages").resolve()), str((layer / "python").resolve())]
+
+
+def check_shipped_models(layer: Path, runtime_sdk: Path) -> tuple[bool, str]:
+    """In a clean interpreter with only the built layer and the SDK: every reduced service model the
+    remediator's clients need is in the layer and is used (made from the botocore this build loads)."""
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-I",
+            "-S",
+            "-c",
+            _SHIPPED_MODELS_CHILD,
+            json.dumps(_layer_path(layer)),
+            json.dumps([str(runtime_sdk.resolve())]),
+        ],
+        cwd=layer,
+        env={
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "LANG": "C.UTF-8",
+            "AWS_REGION": "us-east-1",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "POWERTOOLS_LOG_LEVEL": "WARNING",
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    lines = result.stdout.strip().splitlines()
+    try:
+        report = json.loads(lines[-1])
+    except (IndexError, ValueError):
+        detail = (result.stderr.strip() or result.stdout.strip()).splitlines()
+        return False, f"FAIL {layer.name}: shipped service models not checked:\n    " + "\n    ".join(detail[-15:])
+    if report["unused"]:
+        return False, (
+            f"FAIL {layer.name}: no shipped service model made from its botocore {report['botocore']} for "
+            f"{', '.join(report['unused'])}: run `make service-models`, then build again"
+        )
+    return True, (
+        f"ok   {layer.name}: the remediator's clients are made from its shipped service models "
+        f"({', '.join(report['services'])}; botocore {report['botocore']})"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--template", type=Path, default=Path(".aws-sam/build/template.yaml"))
@@ -234,7 +309,14 @@ def main(argv: list[str] | None = None) -> int:
         failures += not ok
         print(line)
     print(f"build-check: {len(functions) - failures} of {len(functions)} handlers import cleanly")
-    return 1 if failures else 0
+    layers = dict.fromkeys(layer for function in functions for layer in function.layer_dirs)
+    model_failures = 0
+    for layer in layers:
+        if (layer / "python" / SHIPPED_MODELS).is_dir():
+            ok, line = check_shipped_models(layer, args.runtime_sdk)
+            model_failures += not ok
+            print(line)
+    return 1 if failures or model_failures else 0
 
 
 if __name__ == "__main__":

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import sysconfig
 import textwrap
 from pathlib import Path
 from types import ModuleType
@@ -124,3 +126,39 @@ def test_a_handler_that_is_not_callable_fails(check_build: ModuleType, tmp_path:
 
     assert not ok
     assert "not a callable" in report
+
+
+def _layer_with_the_package(repo_root: Path, tmp_path: Path) -> Path:
+    """A built layer holding the accessctl package from source (its dependencies: the dev venv's, as the SDK)."""
+    layer = tmp_path / "AccessctlLayer"
+    shutil.copytree(
+        repo_root / "layers/accessctl/accessctl",
+        layer / "python" / "accessctl",
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
+    return layer
+
+
+def test_a_layer_shipping_the_remediators_service_models_passes(
+    check_build: ModuleType, repo_root: Path, tmp_path: Path
+) -> None:
+    layer = _layer_with_the_package(repo_root, tmp_path)
+
+    ok, report = check_build.check_shipped_models(layer, runtime_sdk=Path(sysconfig.get_paths()["purelib"]))
+
+    assert ok, report
+    assert "dynamodb, ec2, rds, sns" in report
+
+
+def test_a_layer_missing_one_of_the_remediators_service_models_fails_naming_it(
+    check_build: ModuleType, repo_root: Path, tmp_path: Path
+) -> None:
+    # Given a built layer whose EC2 model did not make it into the build
+    layer = _layer_with_the_package(repo_root, tmp_path)
+    (ec2,) = (layer / "python/accessctl/service_models").glob("ec2.*.json")
+    ec2.unlink()
+
+    ok, report = check_build.check_shipped_models(layer, runtime_sdk=Path(sysconfig.get_paths()["purelib"]))
+
+    assert not ok
+    assert "for ec2: run `make service-models`" in report

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import gc
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -169,10 +170,11 @@ REVOKE = "RevokeSecurityGroupIngress"
 
 
 def test_given_operations_then_the_client_has_just_them_and_builds_their_requests_as_a_whole_client(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     environment(monkeypatch, "us-east-1", "http://127.0.0.1:4001", "KEY")
     monkeypatch.setattr(aws, "_OPERATIONS_MODELS", {})
+    monkeypatch.setattr(aws, "SERVICE_MODELS_DIR", tmp_path)  # none shipped: made from the whole model
     whole = aws.client("ec2")  # the whole model is in the shared loader's cache now
     named = aws.client("ec2", frozenset({"DescribeSecurityGroups", REVOKE}))
 
@@ -237,3 +239,100 @@ def test_given_a_service_with_client_context_parameters_then_its_lean_client_sti
     names = [parameter.name for parameter in s3.meta.service_model.client_context_parameters]
     assert "ForcePathStyle" in names
     assert all(parameter.documentation == "" for parameter in s3.meta.service_model.client_context_parameters)
+
+
+# ------------------------------------------------------------------ the layer's shipped reduced models
+
+EC2_NAMED = frozenset({"DescribeSecurityGroups", REVOKE})
+
+
+@pytest.fixture
+def marked_shipped_ec2_model(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, Any]:
+    """The layer's models folder holds the EC2 model of ``EC2_NAMED`` as shipped, with its full name marked."""
+    from accessctl.remediation.engine import EC2_OPERATIONS
+
+    assert EC2_NAMED == EC2_OPERATIONS  # the remediator's set: the layer ships its model
+    environment(monkeypatch, "us-east-1", "http://127.0.0.1:4001", "KEY")
+    monkeypatch.setattr(aws, "_OPERATIONS_MODELS", {})
+    document = json.loads(aws.shipped_model_path("ec2", EC2_NAMED).read_text(encoding="utf-8"))
+    document["model"]["metadata"]["serviceFullName"] = "EC2 as shipped"
+    monkeypatch.setattr(aws, "SERVICE_MODELS_DIR", tmp_path)
+    return document
+
+
+def ship(document: dict[str, Any]) -> None:
+    aws.shipped_model_path("ec2", EC2_NAMED).write_text(json.dumps(document), encoding="utf-8")
+
+
+def test_given_a_shipped_model_of_the_running_botocore_then_the_client_is_made_from_it(
+    marked_shipped_ec2_model: dict[str, Any],
+) -> None:
+    ship(marked_shipped_ec2_model)
+
+    ec2 = aws.client("ec2", EC2_NAMED)
+
+    assert ec2.meta.service_model.metadata["serviceFullName"] == "EC2 as shipped"
+    assert sorted(ec2.meta.service_model.operation_names) == sorted(EC2_NAMED)
+    # The request is built as a client of the whole service builds it.
+    whole = boto3.session.Session(region_name="us-east-1").client(
+        "ec2", endpoint_url="http://127.0.0.1:4001", aws_access_key_id="KEY", aws_secret_access_key="x"
+    )
+    params = {"GroupId": "sg-1", "IpPermissions": [{"IpProtocol": "-1", "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}]}
+    built = [
+        made._serializer.serialize_to_request(params, made.meta.service_model.operation_model(REVOKE))["body"]
+        for made in (ec2, whole)
+    ]
+    assert built[0] == built[1]
+
+
+def other_botocore(document: dict[str, Any], monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    document["botocore"] = "1.0.0"
+
+
+def other_api_version(document: dict[str, Any], monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    document["api_version"] = "2015-10-01"
+
+
+def a_model_on_another_data_path(document: dict[str, Any], monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # AWS_DATA_PATH (or ~/.aws/models) with extras for the same service and version: botocore merges them.
+    extra = tmp_path / "data" / "ec2" / document["api_version"]
+    extra.mkdir(parents=True)
+    merge = {"version": 1.0, "merge": {"metadata": {"serviceAbbreviation": "EC2 with extras"}}}
+    (extra / "service-2.sdk-extras.json").write_text(json.dumps(merge), encoding="utf-8")
+    monkeypatch.setattr(aws._data_loader(), "_search_paths", [*aws._data_loader().search_paths, str(tmp_path / "data")])
+    monkeypatch.setattr(aws._data_loader(), "_cache", {})
+
+
+@pytest.mark.parametrize("difference", [other_botocore, other_api_version, a_model_on_another_data_path])
+def test_given_a_shipped_model_not_made_from_what_botocore_would_load_then_the_client_is_made_from_the_whole_model(
+    marked_shipped_ec2_model: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    difference: Callable[[dict[str, Any], pytest.MonkeyPatch, Path], None],
+) -> None:
+    # Given a shipped model that is not the one botocore would give here
+    difference(marked_shipped_ec2_model, monkeypatch, tmp_path)
+    ship(marked_shipped_ec2_model)
+
+    # When the client of those operations is made
+    ec2 = aws.client("ec2", EC2_NAMED)
+
+    # Then it comes from botocore's model as loaded here, still with just those operations
+    model = ec2.meta.service_model
+    assert model.metadata["serviceFullName"] == "Amazon Elastic Compute Cloud"
+    assert sorted(model.operation_names) == sorted(EC2_NAMED)
+    if difference is a_model_on_another_data_path:
+        assert model.metadata["serviceAbbreviation"] == "EC2 with extras"
+
+
+def test_given_no_shipped_model_for_an_operation_set_then_the_client_is_made_from_the_whole_model(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    environment(monkeypatch, "us-east-1", "http://127.0.0.1:4001", "KEY")
+    monkeypatch.setattr(aws, "_OPERATIONS_MODELS", {})
+    operations = frozenset({"DescribeSecurityGroups"})
+    assert not aws.shipped_model_path("ec2", operations).exists()
+
+    ec2 = aws.client("ec2", operations)
+
+    assert ec2.meta.service_model.operation_names == ["DescribeSecurityGroups"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gc
 import gzip
+import hashlib
 import json
 import re
 from collections.abc import Callable, Iterator
@@ -23,6 +24,8 @@ from threading import Lock
 from typing import Any, TypeVar
 
 import boto3
+import botocore
+import botocore.exceptions
 import botocore.loaders
 import botocore.session
 from botocore.config import Config
@@ -30,6 +33,7 @@ from botocore.exceptions import ClientError, ConnectionError, EndpointConnection
 
 from accessctl.errors import TransientError
 from accessctl.models import AwsRequest, precise_now
+from accessctl.observability import logger
 
 _CLIENT_CONFIG = Config(retries={"mode": "adaptive", "max_attempts": 5}, connect_timeout=5, read_timeout=20)
 
@@ -61,7 +65,8 @@ def client(service_name: str, operations: frozenset[str] | None = None) -> Any:
     ``operations`` (API names, e.g. ``DescribeSecurityGroups``): the client has just these methods.
     Its service model holds only them and the shapes they reach, instead of the whole service (EC2's
     model is 6.6 MB parsed, the remediator's two operations a few KB). An operation not named is an
-    ``AttributeError``, as for an operation the service does not have.
+    ``AttributeError``, as for an operation the service does not have. The layer ships such models for
+    the remediator's operation sets (:func:`shipped_model`); any other set is made from the whole model.
     """
     loader = None if operations is None else _OperationsLoader(_data_loader(), service_name, operations)
     made = _session(loader).client(service_name, config=_CLIENT_CONFIG)  # type: ignore[call-overload]
@@ -180,20 +185,77 @@ class _OperationsLoader:
 _MODEL_LOCK = Lock()
 _OPERATIONS_MODELS: dict[tuple[str, frozenset[str], str | None], dict[str, Any]] = {}
 
+# The reduced models the layer ships (``make service-models``, scripts/service_models.py): one file per
+# service and operation set, made from the pinned botocore's model exactly as ``operations_only`` makes
+# it at run time, so a client of those operations never reads the service's whole model.
+SERVICE_MODELS_DIR = Path(__file__).with_name("service_models")
+
+
+def shipped_model_path(service_name: str, operations: frozenset[str]) -> Path:
+    """Where the layer's reduced model of ``service_name`` with just ``operations`` is (if it ships one)."""
+    digest = hashlib.sha256("\n".join(sorted(operations)).encode()).hexdigest()[:12]
+    return SERVICE_MODELS_DIR / f"{service_name}.{digest}.json"
+
 
 def _operations_model(
     loader: Any, service_name: str, operations: frozenset[str], api_version: str | None
 ) -> dict[str, Any]:
     """The service model with only ``operations`` (and any endpoint-discovery operation) and the
-    shapes they reach, made once per process. The whole model is read through the shared loader,
-    then dropped from its cache: a client of the whole service reads it again."""
+    shapes they reach, made once per process: the layer's shipped one when it was made from the model
+    botocore would load here, else made from the whole model, read through the shared loader and then
+    dropped from its cache (a client of the whole service reads it again)."""
     key = (service_name, operations, api_version)
     with _MODEL_LOCK:
         if key not in _OPERATIONS_MODELS:
-            whole = loader.load_service_model(service_name, "service-2", api_version)
-            _OPERATIONS_MODELS[key] = operations_only(whole, operations)
-            _forget(loader, whole)
+            model = shipped_model(loader, service_name, operations, api_version)
+            if model is None:
+                whole = loader.load_service_model(service_name, "service-2", api_version)
+                model = operations_only(whole, operations)
+                _forget(loader, whole)
+            _OPERATIONS_MODELS[key] = model
         return _OPERATIONS_MODELS[key]
+
+
+def shipped_model(
+    loader: Any, service_name: str, operations: frozenset[str], api_version: str | None
+) -> dict[str, Any] | None:
+    """The layer's reduced model of these operations, or None unless it is the one ``operations_only``
+    would make here: made from the running botocore's version, for the API version ``loader`` would
+    load (``api_version``, or the latest it has), and no data path but botocore's own holds a model
+    of that service and version (``AWS_DATA_PATH``, ``~/.aws/models``)."""
+    path = shipped_model_path(service_name, operations)
+    if not path.is_file():
+        return None
+    shipped = json.loads(path.read_bytes())
+    if shipped["botocore"] != botocore.__version__:
+        logger.info(
+            "Shipped service model not used: made from another botocore (run `make service-models`)",
+            extra={"service": service_name, "shipped_botocore": shipped["botocore"], "botocore": botocore.__version__},
+        )
+        return None
+    try:
+        wanted = api_version or loader.determine_latest_version(service_name, "service-2")
+    except botocore.exceptions.DataNotFoundError:
+        return None  # reading the whole model raises botocore's own error
+    if (shipped["api_version"], shipped["operations"]) != (wanted, sorted(operations)) or _models_elsewhere(
+        loader, service_name, wanted
+    ):
+        logger.info(
+            "Shipped service model not used: another API version, or a model on another data path",
+            extra={"service": service_name, "shipped_api_version": shipped["api_version"], "api_version": wanted},
+        )
+        return None
+    model: dict[str, Any] = shipped["model"]
+    return model
+
+
+def _models_elsewhere(loader: Any, service_name: str, api_version: str) -> bool:
+    """Whether a data path other than botocore's own has a model (or its extras) of this service version."""
+    for search_path in loader.search_paths:
+        folder = Path(search_path, service_name, api_version)
+        if not loader.is_builtin_path(search_path) and folder.is_dir() and any(folder.glob("service-2.*")):
+            return True
+    return False
 
 
 def operations_only(model: dict[str, Any], operations: frozenset[str]) -> dict[str, Any]:

@@ -420,6 +420,14 @@ RDS_OPERATIONS = frozenset(
 )
 DYNAMODB_OPERATIONS = frozenset({"Query", "TransactWriteItems", "BatchWriteItem", "PutItem"})
 SNS_OPERATIONS = frozenset({"Publish"})
+# The layer ships these clients' reduced models (`make service-models` writes them from the pinned botocore
+# into accessctl/service_models/; tests/tooling/test_service_models.py holds them equal to it).
+CLIENT_OPERATIONS = {
+    "ec2": EC2_OPERATIONS,
+    "rds": RDS_OPERATIONS,
+    "dynamodb": DYNAMODB_OPERATIONS,
+    "sns": SNS_OPERATIONS,
+}
 
 
 @cache
