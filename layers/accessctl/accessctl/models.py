@@ -279,7 +279,7 @@ class Approval(BaseModel):
     status: ApprovalStatus = ApprovalStatus.PENDING
     votes: list[ApprovalVote] = Field(default_factory=list)
     requested_at: str
-    deadline: str  # after this the workflow's wait times out and the request ends EXPIRED
+    deadline: str  # decisions are recorded only before it; undecided by then, the request ends EXPIRED
     decided_at: str | None = None
     decided_by: list[str] = Field(default_factory=list)  # the approvers (or the one denier)
     messages: list[MessageRef] = Field(default_factory=list)
