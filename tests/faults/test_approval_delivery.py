@@ -24,7 +24,7 @@ from accessctl.models import ApprovalStatus, AuditEventType, RequestStatus, utc_
 from accessctl.observability import metrics
 from tests.audit.test_audit_paths import ResumingSfn
 from tests.conftest import Estate
-from tests.faults.support import FaultyClient, approval_request, grant_policies, throttled
+from tests.faults.support import FaultyClient, approval_request, audit_write_fails_once, grant_policies, throttled
 from tests.faults.test_retried_steps import RecordingChannel, audited
 from tests.support.template import create_table
 
@@ -243,3 +243,23 @@ def test_given_the_deadline_passed_while_a_vote_was_counted_when_it_decides_then
     assert accepted(sfn) == []
     answer = record_outcome(request_id, "APPROVAL_TIMED_OUT", None, deps, None)
     assert answer is not None and answer.status == ApprovalStatus.EXPIRED
+
+
+def test_given_a_timeout_step_that_stopped_before_its_audit_record_when_run_again_then_audited_once(
+    estate: Estate, orders: Any, monkeypatch: pytest.MonkeyPatch, emitted: dict[str, Any]
+) -> None:
+    # Given bob approved in time, the resume failed, and the timeout step stopped before its record
+    request_id, deps, _ = waiting_for_approval(estate, throttled("SendTaskSuccess"))
+    with pytest.raises(TransientError):
+        cast_vote(request_id, BOB, "APPROVE", deps, None)
+    audit_write_fails_once(estate, monkeypatch, AuditEventType.APPROVAL_APPLIED_AT_TIMEOUT)
+    with pytest.raises(RuntimeError):
+        record_outcome(request_id, "APPROVAL_TIMED_OUT", None, deps, None)
+
+    # When the workflow runs the step again
+    answer = record_outcome(request_id, "APPROVAL_TIMED_OUT", None, deps, None)
+
+    # Then it answers approved, with one record and one count of the approval
+    assert answer is not None and answer.approved
+    assert audited(estate, request_id, AuditEventType.APPROVAL_APPLIED_AT_TIMEOUT) == 1
+    assert emitted["ApprovalsGranted"]["Value"] == [1.0]
