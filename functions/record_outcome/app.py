@@ -1,4 +1,5 @@
-"""Workflow step: the final status and audit record of a request that ends without a live grant."""
+"""Workflow step: the final status and audit record of a request that ends without a live grant,
+and, when the wait for approval timed out, how the approval ended (a decision made in time is acted on)."""
 
 from typing import Any
 
@@ -17,6 +18,10 @@ from accessctl.observability import logger, metrics, tracer
 @tracer.capture_lambda_handler(capture_response=False)
 @event_parser(model=OutcomeInput)
 def lambda_handler(event: OutcomeInput, context: LambdaContext) -> dict[str, Any]:
-    channel = approval_channel() if event.outcome == "EXPIRED" else None
-    record_outcome(event.request_id, event.outcome, event.detail(), default_dependencies(), channel)
-    return {"request_id": event.request_id, "recorded": event.outcome}
+    channel = approval_channel() if event.outcome in ("EXPIRED", "APPROVAL_TIMED_OUT") else None
+    approval = record_outcome(event.request_id, event.outcome, event.detail(), default_dependencies(), channel)
+    # The timeout step's answer is what the workflow routes on: grant, deny or expire.
+    answer: dict[str, Any] = {"request_id": event.request_id, "recorded": event.outcome}
+    if approval is not None:
+        answer["approval"] = approval.model_dump(mode="json")
+    return answer

@@ -46,6 +46,37 @@ def test_given_a_request_when_granted_then_the_time_to_grant_is_measured(
     assert emitted["TimeToGrant"]["Unit"] == "Seconds"
 
 
+def test_given_a_live_grant_when_the_same_access_is_granted_again_then_the_extension_has_its_own_time_metric(
+    estate: Estate, emitted: dict[str, Any]
+) -> None:
+    # Given a live grant (its TimeToGrant sent)
+    first = _granted(estate, "first")
+
+    # When the same role asks for the same database user again: the grant is extended
+    second = _granted(estate, "second")
+
+    # Then the extension's wait is measured as TimeToExtend, and TimeToGrant keeps meaning new grants
+    assert estate.deps.grants.get(second).extends == first
+    assert len(_values(emitted, "TimeToGrant")) == 1
+    (seconds,) = _values(emitted, "TimeToExtend")
+    assert 0 <= seconds < 60
+    assert emitted["TimeToExtend"]["Unit"] == "Seconds"
+
+
+def test_given_an_extension_step_run_again_when_it_completes_then_its_time_is_measured_once(
+    estate: Estate, emitted: dict[str, Any]
+) -> None:
+    # Given an extended grant, and the extension step run again (its function timed out after recording)
+    _granted(estate, "first")
+    second = _granted(estate, "second")
+
+    # When the step runs again
+    issue_grant(second, estate.deps)
+
+    # Then the extension was measured once
+    assert len(_values(emitted, "TimeToExtend")) == 1
+
+
 def test_given_grants_past_expiry_when_revoked_then_the_revocation_lag_is_measured_from_the_expiry(
     estate: Estate, emitted: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -17,6 +17,8 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
+from moto.core.exceptions import AWSError
+from moto.stepfunctions.parser.models import StepFunctionsParserBackend
 from slack_sdk.signature import SignatureVerifier
 
 from accessctl_local import LocalStack
@@ -304,6 +306,7 @@ def test_given_a_rule_needing_two_approvals_when_only_one_comes_then_the_request
     assert "already decided" in late or "expired" in late
     assert grant_policies(stack) == []
     assert [e["event_type"] for e in audit_trail(stack, request_id)].count("REQUEST_EXPIRED") == 1
+    assert [e["event_type"] for e in audit_trail(stack, request_id)].count("APPROVAL_APPLIED_AT_TIMEOUT") == 0
 
 
 def test_given_two_distinct_approvers_when_both_approve_then_one_grant_is_made(
@@ -461,3 +464,120 @@ def test_given_a_bot_not_on_the_allow_list_when_it_asks_for_someone_then_it_is_r
             on_behalf_of="alice@example.com",
         )
     assert requests_count(stack) == before
+
+
+# ------------------------------------------------------------------ a decision that did not reach the workflow
+
+
+class StepFunctionsThrottling(AWSError):
+    TYPE = "ThrottlingException"
+    STATUS = 400
+
+
+@pytest.fixture
+def resume_throttled(monkeypatch: pytest.MonkeyPatch) -> dict[str, bool]:
+    """The emulator's Step Functions throttles every SendTaskSuccess while ``["on"]`` is true (it runs
+    in this process, so the worker gets real throttling answers); the SDK's backoff sleeps are skipped."""
+    state = {"on": True}
+    original = StepFunctionsParserBackend.send_task_success
+
+    def maybe_throttled(self: StepFunctionsParserBackend, *args: Any, **kwargs: Any) -> Any:
+        if state["on"]:
+            raise StepFunctionsThrottling("Rate exceeded")
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(StepFunctionsParserBackend, "send_task_success", maybe_throttled)
+    monkeypatch.setattr("botocore.retries.standard.ExponentialBackoff.delay_amount", lambda self, context: 0)
+    monkeypatch.setattr("botocore.retries.adaptive.ClientRateLimiter.on_sending_request", lambda self, **kwargs: None)
+    return state
+
+
+def approval_item(stack: LocalStack, request_id: str) -> dict[str, Any]:
+    table = stack.session().resource("dynamodb").Table(stack.resources["ChatOpsTable"])
+    return dict(table.get_item(Key={"pk": f"approval#{request_id}"}, ConsistentRead=True).get("Item") or {})
+
+
+def worker_events(stack: LocalStack) -> list[Any]:
+    """Record each event the Slack worker is invoked with (what Lambda hands a retry of it again)."""
+    seen: list[Any] = []
+    stack.runtime.inject_failure("SlackWorkerFunction", before=lambda event, context: seen.append(event), times=1000)
+    return seen
+
+
+def counted(trail: list[dict[str, Any]], event_type: str) -> int:
+    return [event["event_type"] for event in trail].count(event_type)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_given_an_approval_whose_resume_is_throttled_when_lambda_retries_the_worker_then_access_is_granted(
+    stack: LocalStack, slack: FakeSlack, resume_throttled: dict[str, bool]
+) -> None:
+    # Given alice's request, and Step Functions throttling the resume of bob's approval past the SDK's retries
+    status, _, _ = slash(stack, slack, ALICE, "orders-demo app_ro 2m resume throttled INC-81")
+    assert status == 200
+    request_id = buttons(approval_message_for(slack, "INC-81", "app_ro"))["approve"]
+    events = worker_events(stack)
+    try:
+        told = click(stack, slack, BOB, "approve", request_id)
+
+        # Then bob is told it is not finished yet, and the store holds his approval, not delivered
+        assert "retrying" in told
+        (clicked,) = [event for event in events if event.get("kind") == "click"]
+        approval = approval_item(stack, request_id)
+        assert (approval["status"], approval.get("delivered_at")) == ("APPROVED", None)
+        assert status_of(stack, request_id) == "APPROVED" and grant_policies(stack) == []
+
+        # When Step Functions answers again and Lambda retries the failed invocation with the same event
+        resume_throttled["on"] = False
+        retried = stack.invoke("SlackWorkerFunction", clicked)
+    finally:
+        stack.runtime.clear_failures("SlackWorkerFunction")
+
+    # Then the workflow resumes and grants, with bob's vote and the grant audited once each
+    assert not retried.errored and retried.payload["vote"] == "APPROVED", retried.payload
+    wait_for_status(stack, request_id, "ACTIVE", timeout=60)
+    assert approval_item(stack, request_id)["delivered_via"] == "task_token"
+    trail = audit_trail(stack, request_id)
+    assert counted(trail, "APPROVAL_VOTE") == counted(trail, "GRANT_ISSUED") == 1
+    assert counted(trail, "APPROVAL_REFUSED") == counted(trail, "APPROVAL_APPLIED_AT_TIMEOUT") == 0
+    stack.invoke("RevokeGrantFunction", {"request_id": request_id, "reason": "EARLY", "actor": "test-cleanup"})
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_given_decisions_that_never_reach_the_workflow_when_its_wait_times_out_then_it_grants_or_denies_them(
+    stack: LocalStack, slack: FakeSlack, resume_throttled: dict[str, bool]
+) -> None:
+    # Given two requests with a one-minute approval window, and Step Functions refusing every resume
+    assert slash(stack, slack, ALICE, "orders-demo app_rw 5m approved in time INC-82")[0] == 200
+    approved = buttons(approval_message_for(slack, "INC-82", "app_rw"))["approve"]
+    assert slash(stack, slack, ALICE, "orders-demo app_rw 5m denied in time INC-83")[0] == 200
+    denied = buttons(approval_message_for(slack, "INC-83", "app_rw"))["deny"]
+
+    # When bob and dave approve the first in time, and dave denies the second (none of it delivered)
+    assert "1 more" in click(stack, slack, BOB, "approve", approved)
+    assert "retrying" in click(stack, slack, DAVE, "approve", approved)
+    assert "retrying" in click(stack, slack, DAVE, "deny", denied)
+    assert approval_item(stack, approved)["status"] == "APPROVED"
+    assert approval_item(stack, denied)["status"] == "DENIED"
+
+    # Then at the timeout the workflow grants the approved one and denies the other; nothing expires
+    wait_for_status(stack, approved, "ACTIVE", timeout=150)
+    wait_for_status(stack, denied, "DENIED", timeout=60)
+    assert "dave@example.com" in str(request_record(stack, denied).get("failure"))
+    record = request_record(stack, approved)
+    assert [p["Arn"] for p in grant_policies(stack)] == [record["grant"]["policy_arn"]]
+
+    # And the trail says who decided and that it was acted on at the timeout, once each
+    for request_id, outcome in ((approved, "APPROVED"), (denied, "DENIED")):
+        trail = audit_trail(stack, request_id)
+        (applied,) = [e for e in trail if e["event_type"] == "APPROVAL_APPLIED_AT_TIMEOUT"]
+        assert applied["outcome"] == outcome and "timed out" in applied["reason"]
+        assert counted(trail, "REQUEST_EXPIRED") == 0
+    granted = audit_trail(stack, approved)
+    (issued,) = [e for e in granted if e["event_type"] == "GRANT_ISSUED"]
+    assert sorted(issued["details"]["approved_by"]) == ["bob@example.com", "dave@example.com"]
+    assert counted(granted, "APPROVAL_VOTE") == 2
+    slack.wait_for(lambda: any("granted" in text.lower() for text in dm_texts(slack, ALICE)), timeout=30)
+    stack.invoke("RevokeGrantFunction", {"request_id": approved, "reason": "EARLY", "actor": "test-cleanup"})

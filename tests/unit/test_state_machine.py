@@ -71,7 +71,7 @@ RERUNNABLE_STEPS = [
     "RecordNeedsApproval",
     "RequestApproval",
     "RecordApprovalDenied",
-    "RecordExpired",
+    "CheckApprovalAtTimeout",
     "IssueGrant",
     "RevokeGrant",
     "CompensateGrant",

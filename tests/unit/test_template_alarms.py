@@ -123,14 +123,16 @@ def test_the_dashboard_is_json_that_shows_every_alarm_and_the_operators_metrics(
         if widget["type"] == "metric"
         for metric in _graphed(widget["properties"]["metrics"])
     }
-    # requests by outcome, time to grant, grants active, revocation lag, revocation failures,
-    # sweeper findings by kind
+    # requests by outcome, time to grant (new grants) and to extend, grants active, revocation lag,
+    # revocation failures, sweeper findings by kind
     assert {
         "RequestsSubmitted",
         "DecisionsAllow",
         "DecisionsDeny",
         "DecisionsNeedsApproval",
         "TimeToGrant",
+        "TimeToExtend",
+        "ApprovalsAppliedAtTimeout",
         "GrantsActive",
         "RevocationLag",
         "RevocationFailures",

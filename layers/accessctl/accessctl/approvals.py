@@ -5,10 +5,18 @@ payload says is trusted beyond which request was clicked. Every change is a cond
 on the approval's status, so a second click, a click racing the timeout, or a retried step can
 never resume the workflow twice or grant twice:
 
-- ``PENDING`` -> ``APPROVED`` once ``approvals_required`` distinct approvers approved;
-- ``PENDING`` -> ``DENIED`` on the first deny;
-- ``PENDING``/``APPROVED`` -> ``EXPIRED`` when the workflow's wait timed out (the workflow is the
-  authority: if it timed out, it never received the approval, and nothing is granted).
+- ``PENDING`` -> ``APPROVED`` once ``approvals_required`` distinct approvers approved, before the
+  deadline (the condition is part of the write);
+- ``PENDING`` -> ``DENIED`` on the first deny, before the deadline;
+- ``PENDING`` -> ``EXPIRED`` when the workflow's wait timed out with no decision recorded.
+
+A decision is then delivered: ``SendTaskSuccess`` with the stored token resumes the workflow, and
+``delivered_at`` records that it was accepted. A delivery that failed (throttled, the network, the
+function stopped right after the store write) is sent again by the retried worker invocation or by
+any later click on the approval; repeating it is harmless (a task already closed answers
+``TaskTimedOut``, which changes nothing). The backstop is the workflow's own timeout: its
+``CheckApprovalAtTimeout`` step reads the store, and an approval decided before the deadline but
+never delivered is acted on then (granted, or denied), audited as ``APPROVAL_APPLIED_AT_TIMEOUT``.
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ from accessctl.errors import ConflictError, NotFoundError
 from accessctl.models import (
     AccessRequest,
     Approval,
+    ApprovalAnswer,
     ApprovalStatus,
     ApprovalVote,
     AuditEventType,
@@ -44,6 +53,9 @@ APPROVAL_PREFIX = "approval#"
 # removes them; the audit trail keeps the history.
 APPROVAL_ITEM_DAYS = 30
 DEFAULT_TIMEOUT_SECONDS = 3600
+# What SendTaskSuccess answers when the task no longer waits on the token: it timed out, or it was
+# already closed (an earlier SendTaskSuccess of the same decision was accepted).
+TASK_CLOSED_ERRORS = ("TaskTimedOut", "TaskDoesNotExist", "InvalidToken")
 
 
 class ApprovalChannel(Protocol):
@@ -122,10 +134,30 @@ class ApprovalsStore:
         *,
         expected: tuple[ApprovalStatus, ...] = (ApprovalStatus.PENDING,),
     ) -> bool:
-        """Move to a final status if still in an expected one; False if someone got there first."""
-        values = {"status": status.value, "decided_at": to_iso(utc_now()), "decided_by": decided_by}
+        """Move to a final status if still in an expected one; False if someone got there first.
+
+        An approval or a deny is recorded only before the deadline: a decision in the store is
+        always one made in time, which the workflow's timeout step relies on."""
+        now = to_iso(utc_now())
+        values = {"status": status.value, "decided_at": now, "decided_by": decided_by}
+        in_time = Attr("deadline").gt(now) if status in (ApprovalStatus.APPROVED, ApprovalStatus.DENIED) else None
         try:
-            self._update(request_id, values, expected=expected, what="decide")
+            self._update(request_id, values, expected=expected, what="decide", condition=in_time)
+        except ConflictError:
+            return False
+        return True
+
+    def mark_delivered(self, request_id: str, via: str) -> bool:
+        """The decision reached the workflow (``via``: "task_token" or "timeout"). False: already marked."""
+        try:
+            self._update(
+                request_id,
+                {"delivered_at": to_iso(utc_now()), "delivered_via": via},
+                expected=(ApprovalStatus.APPROVED, ApprovalStatus.DENIED),
+                what="mark delivered",
+                # Approvals stored before this field existed lack it; newer ones hold null until delivered.
+                condition=Attr("delivered_at").not_exists() | Attr("delivered_at").attribute_type("NULL"),
+            )
         except ConflictError:
             return False
         return True
@@ -134,18 +166,26 @@ class ApprovalsStore:
         self._update(request_id, {"messages": [ref.model_dump(mode="json") for ref in messages]}, expected=None)
 
     def _update(
-        self, request_id: str, values: dict[str, Any], *, expected: tuple[ApprovalStatus, ...] | None, what: str = ""
+        self,
+        request_id: str,
+        values: dict[str, Any],
+        *,
+        expected: tuple[ApprovalStatus, ...] | None,
+        what: str = "",
+        condition: ConditionBase | None = None,
     ) -> None:
         update, names, placeholders = update_expression(values)
-        condition: ConditionBase = Attr("pk").exists()
+        required: ConditionBase = Attr("pk").exists()
         if expected is not None:
-            condition = condition & Attr("status").is_in([status.value for status in expected])
+            required = required & Attr("status").is_in([status.value for status in expected])
+        if condition is not None:
+            required = required & condition
         try:
             with transient_errors_surface():
                 self._table.update_item(
                     Key={"pk": APPROVAL_PREFIX + request_id},
                     UpdateExpression=update,
-                    ConditionExpression=condition,
+                    ConditionExpression=required,
                     ExpressionAttributeNames=names,
                     ExpressionAttributeValues=placeholders,
                 )
@@ -285,6 +325,13 @@ def cast_vote(
     except NotFoundError:
         return VoteResult(VoteOutcome.ALREADY_DECIDED, f"request {request_id} is not waiting for approval")
     request: AccessRequest = deps.grants.get(request_id)
+    if approval.decided and approval.delivered_at is None:
+        # Decided, but the workflow may not have the decision (the click that made it failed after
+        # the store write): deliver it now, whoever clicked. The decider's own click again (a retried
+        # invocation of the worker, or a second click) gets the decision's answer, not a refusal.
+        delivered = _deliver(request, approval, token, deps, channel)
+        if approver.identity in approval.decided_by:
+            return delivered
     vote, counted, refusal, audit_vote = _take_vote(store, approval, approver, decision, deps)
     if refusal is not None:
         _audit_refusal(request, approver, refusal, deps)
@@ -379,25 +426,42 @@ def _finish(
     store = _store(deps)
     if not store.decide(request.request_id, status, decided_by):
         approval, _ = store.get(request.request_id)
+        if approval.status == ApprovalStatus.PENDING:  # the deadline passed while this vote was counted
+            return VoteResult(VoteOutcome.EXPIRED, "this approval has expired; the requester must ask again", approval)
         return VoteResult(VoteOutcome.ALREADY_DECIDED, "already decided by someone else", approval)
-    approved = status == ApprovalStatus.APPROVED
+    decided, _ = store.get(request.request_id)
+    return _deliver(request, decided, token, deps, channel)
+
+
+def _deliver(
+    request: AccessRequest, approval: Approval, token: str, deps: ApprovalDeps, channel: ApprovalChannel | None
+) -> VoteResult:
+    """Resume the workflow with a decision recorded in the store; safe to repeat.
+
+    A throttled or unreachable Step Functions raises (TransientError): the worker's invocation
+    fails and is retried, and every later click delivers again. A token the workflow no longer
+    waits on (its wait timed out, or an earlier send was accepted) changes nothing: the workflow
+    either has the decision or acts on it at its timeout, since it was made before the deadline.
+    """
+    approved = approval.status == ApprovalStatus.APPROVED
     if approved:
-        deps.grants.record_status(request.request_id, RequestStatus.APPROVED)
-    output = {"approved": approved, "decided_by": decided_by}
+        deps.grants.record_approved(request.request_id)  # before the workflow resumes: IssueGrant requires it
+    output = {"approved": approved, "decided_by": approval.decided_by}
     try:
         call(deps.sfn.send_task_success, taskToken=token, output=json.dumps(output))
     except ClientError as error:
-        if error_code(error) not in ("TaskTimedOut", "TaskDoesNotExist", "InvalidToken"):
+        if error_code(error) not in TASK_CLOSED_ERRORS:
             raise
-        # The workflow stopped waiting first: it ends the request as expired, never granted.
-        store.decide(request.request_id, ApprovalStatus.EXPIRED, [], expected=(status,))
-        logger.warning("approval arrived after the workflow stopped waiting", extra={"request_id": request.request_id})
-        return VoteResult(VoteOutcome.EXPIRED, "this approval has expired; the requester must ask again")
-    decided, _ = store.get(request.request_id)
+        logger.warning(
+            "the workflow no longer waits for this approval; it acts on the decision at its timeout",
+            extra={"request_id": request.request_id, "error": error_code(error)},
+        )
+    else:
+        acknowledge_delivery(request.request_id, "task_token", deps)
+    decided, _ = _store(deps).get(request.request_id)
     if channel is not None:
         channel.show_decision(request, decided)
-    metrics.add_metric(name="ApprovalsGranted" if approved else "ApprovalsDenied", unit="Count", value=1)
-    words = " and ".join(decided_by)
+    words = " and ".join(approval.decided_by)
     return VoteResult(
         VoteOutcome.APPROVED if approved else VoteOutcome.DENIED,
         f"request {'approved' if approved else 'denied'} by {words}",
@@ -405,11 +469,79 @@ def _finish(
     )
 
 
+def acknowledge_delivery(request_id: str, via: str, deps: ApprovalDeps) -> None:
+    """Record that the workflow has the decision (once; counted in ``ApprovalsGranted``/``ApprovalsDenied``).
+
+    Called where delivery is certain: SendTaskSuccess accepted, the workflow's timeout step acting
+    on the decision, or the workflow's next step running (an accepted send whose record was lost)."""
+    store = _store(deps)
+    if store.mark_delivered(request_id, via):
+        approval = store.find(request_id)
+        approved = approval is not None and approval.status == ApprovalStatus.APPROVED
+        metrics.add_metric(name="ApprovalsGranted" if approved else "ApprovalsDenied", unit="Count", value=1)
+
+
 def expire_approval(request_id: str, deps: ApprovalDeps, channel: ApprovalChannel | None) -> None:
-    """The workflow's wait timed out: nothing is granted; everyone who saw the question is told."""
+    """The end of an approval wait that timed out, for executions started before the timeout step
+    read the store (their ``RecordExpired`` step): nothing is granted, even if it was decided."""
     store = _store(deps)
     store.decide(request_id, ApprovalStatus.EXPIRED, [], expected=(ApprovalStatus.PENDING, ApprovalStatus.APPROVED))
+    _record_expiry(request_id, store.find(request_id), deps, channel)
+
+
+def act_on_timed_out_approval(request_id: str, deps: ApprovalDeps, channel: ApprovalChannel | None) -> ApprovalAnswer:
+    """The workflow's wait timed out: what the store says decides how the request ends.
+
+    - no decision (still pending, or the approval step never stored one): EXPIRED, nothing granted;
+    - APPROVED before the deadline but never delivered: the workflow goes on to IssueGrant, which
+      checks the approval and the role again as it does for any approval;
+    - DENIED before the deadline but never delivered: the request ends DENIED.
+
+    A decided approval is audited once as ``APPROVAL_APPLIED_AT_TIMEOUT`` (who decided, when, and
+    that the workflow acted on it at its timeout). Safe to run again.
+    """
+    store = _store(deps)
+    store.decide(request_id, ApprovalStatus.EXPIRED, [], expected=(ApprovalStatus.PENDING,))
     approval = store.find(request_id)  # None: the approval step failed before storing anything
+    if approval is None or not approval.decided:
+        _record_expiry(request_id, approval, deps, channel)
+        return ApprovalAnswer(status=ApprovalStatus.EXPIRED, approved=False, decided_by=[])
+    approved = approval.status == ApprovalStatus.APPROVED
+    if approved:
+        deps.grants.record_approved(request_id)
+    acknowledge_delivery(request_id, "timeout", deps)
+    if not deps.audit.recorded(request_id, AuditEventType.APPROVAL_APPLIED_AT_TIMEOUT):
+        words = " and ".join(approval.decided_by)
+        deps.audit.append(
+            AuditEventType.APPROVAL_APPLIED_AT_TIMEOUT,
+            subject=request_id,
+            actor="workflow",
+            request=deps.grants.get(request_id),
+            outcome=approval.status.value,
+            reason=(
+                f"{'approved' if approved else 'denied'} by {words} at {approval.decided_at}, before the deadline "
+                f"{approval.deadline}; the decision did not reach the workflow, which acted on it when its wait "
+                "timed out"
+            ),
+            details={
+                "decided_by": approval.decided_by,
+                "decided_at": approval.decided_at,
+                "deadline": approval.deadline,
+                "approvals": [vote.model_dump() for vote in approval.votes],
+            },
+        )
+        metrics.add_metric(name="ApprovalsAppliedAtTimeout", unit="Count", value=1)
+    logger.warning(
+        "approval decided before the deadline but not delivered; acted on at the workflow's timeout",
+        extra={"request_id": request_id, "status": approval.status.value},
+    )
+    return ApprovalAnswer(status=approval.status, approved=approved, decided_by=approval.decided_by)
+
+
+def _record_expiry(
+    request_id: str, approval: Approval | None, deps: ApprovalDeps, channel: ApprovalChannel | None
+) -> None:
+    """Nothing is granted; everyone who saw the question is told."""
     request: AccessRequest = deps.grants.get(request_id)
     deps.grants.record_status(request_id, RequestStatus.EXPIRED)
     if not deps.audit.recorded(request_id, AuditEventType.REQUEST_EXPIRED):  # once, also when the step is retried

@@ -19,7 +19,7 @@ from accessctl.approvals import ApprovalChannel, Approver, VoteOutcome, cast_vot
 from accessctl.chat.blocks import ChatMessage
 from accessctl.chat.slack import SlackApi
 from accessctl.dependencies import Dependencies, default_dependencies
-from accessctl.errors import AccessctlError, ForbiddenError, NotFoundError
+from accessctl.errors import AccessctlError, ForbiddenError, NotFoundError, TransientError
 from accessctl.identity import (
     DirectoryEntry,
     PeopleDirectory,
@@ -53,6 +53,14 @@ class ChatOps:
                 return self.request_access(work.command.user_id, work.command.channel_id, work.submission, response_url)
             assert work.click is not None
             return self.click(work.click)
+        except TransientError as error:
+            # Throttled or unreachable (e.g. Step Functions refusing the resume of a decided approval):
+            # fail the invocation, so that Lambda runs it again with the same work. Each use case is
+            # safe to repeat: a submission by its idempotency key, a decided approval is delivered again.
+            logger.warning("slack work failed for now; the invocation is retried", extra={"kind": work.kind})
+            if response_url:
+                self._tell(response_url, f":hourglass: not finished yet ({error}); retrying shortly")
+            raise
         except AccessctlError as error:
             # The person gets the reason; nothing else happened (each use case changes nothing before it fails).
             logger.info("slack work refused", extra={"kind": work.kind, "reason": str(error)})

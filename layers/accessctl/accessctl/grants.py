@@ -22,7 +22,7 @@ from urllib.parse import unquote
 from botocore.exceptions import ClientError
 
 from accessctl.access_requests import stop_execution
-from accessctl.approvals import ApprovalChannel, expire_approval
+from accessctl.approvals import ApprovalChannel, acknowledge_delivery, act_on_timed_out_approval, expire_approval
 from accessctl.aws import aws_requests, call, error_code
 from accessctl.databases import describe_database
 from accessctl.decisions import decide_request
@@ -45,6 +45,7 @@ from accessctl.grant_policy import (
 from accessctl.id_tokens import oidc_settings
 from accessctl.models import (
     AccessRequest,
+    ApprovalAnswer,
     ApprovalStatus,
     AuditEventType,
     AwsRequest,
@@ -246,6 +247,9 @@ def _require_approval(request_id: str, deps: Dependencies) -> None:
         raise ForbiddenError(
             f"request {request_id} is {approval.status.value.lower()}, not approved; no grant is issued"
         )
+    if approval.delivered_at is None:
+        # The workflow is here, so it has the decision: a send whose record was lost (or the timeout step's).
+        acknowledge_delivery(request_id, "task_token", deps)
 
 
 def approvers_of(request_id: str, deps: Dependencies) -> list[str]:
@@ -343,6 +347,10 @@ def extend_grant(existing: AccessRequest, request: AccessRequest, decision: Deci
     for subject in (existing.request_id, request.request_id):
         _audit_extension(subject, request, grant, existing.grant.expires_at, deps, iam_calls=iam_calls)
     metrics.add_metric(name="GrantsExtended", unit="Count", value=1)
+    # The requester's wait for the extension (its new expiry in force), apart from TimeToGrant: an
+    # extension changes a policy version where a new grant creates and attaches a policy, so mixing
+    # them would move TimeToGrant's percentiles (and any alarm on them) with the share of extensions.
+    metrics.add_metric(name="TimeToExtend", unit="Seconds", value=_seconds_since(request.requested_at))
     return grant
 
 
@@ -700,8 +708,20 @@ def _ignore_missing(operation: Any, **kwargs: Any) -> None:
 
 def record_outcome(
     request_id: str, outcome: str, detail: str | None, deps: Dependencies, channel: ApprovalChannel | None = None
+) -> ApprovalAnswer | None:
+    """The end of a request that did not (or no longer does) hold a grant, or a failed revoke.
+
+    ``APPROVAL_TIMED_OUT`` (the workflow's wait for approval timed out) answers how the approval
+    ended, which the workflow routes on: a decision made in time but never delivered is acted on."""
+    if outcome == "APPROVAL_TIMED_OUT":
+        return act_on_timed_out_approval(request_id, deps, channel)
+    _record_end(request_id, outcome, detail, deps, channel)
+    return None
+
+
+def _record_end(
+    request_id: str, outcome: str, detail: str | None, deps: Dependencies, channel: ApprovalChannel | None
 ) -> None:
-    """The end of a request that did not (or no longer does) hold a grant, or a failed revoke."""
     request = deps.grants.get(request_id)
     if outcome in ("DENIED", "NEEDS_APPROVAL"):
         deps.grants.record_status(request_id, RequestStatus(outcome))
@@ -710,9 +730,11 @@ def record_outcome(
         # The deny vote was audited when it was cast; the requester is told who denied.
         deniers = _deniers(request_id, deps)
         deps.grants.record_status(request_id, RequestStatus.DENIED, failure=f"denied by {' and '.join(deniers)}")
+        if deps.approvals is not None and deps.approvals.find(request_id) is not None:
+            acknowledge_delivery(request_id, "task_token", deps)  # the workflow is here: it has the decision
         return
     if outcome == "EXPIRED":
-        expire_approval(request_id, deps, channel)
+        expire_approval(request_id, deps, channel)  # an execution started before CheckApprovalAtTimeout existed
         return
     if outcome == "REVOKE_FAILED":
         # The grant stays indexed as active: the sweeper retries; the policy's own condition

@@ -279,14 +279,30 @@ class Approval(BaseModel):
     status: ApprovalStatus = ApprovalStatus.PENDING
     votes: list[ApprovalVote] = Field(default_factory=list)
     requested_at: str
-    deadline: str  # after this the workflow's wait times out and the request ends EXPIRED
+    deadline: str  # decisions are recorded only before it; undecided by then, the request ends EXPIRED
     decided_at: str | None = None
     decided_by: list[str] = Field(default_factory=list)  # the approvers (or the one denier)
     messages: list[MessageRef] = Field(default_factory=list)
+    # When the decision reached the workflow: SendTaskSuccess accepted ("task_token"), or the
+    # workflow acted on it when its wait timed out ("timeout"). None: decided, not delivered yet.
+    delivered_at: str | None = None
+    delivered_via: Literal["task_token", "timeout"] | None = None
+
+    @property
+    def decided(self) -> bool:
+        return self.status in (ApprovalStatus.APPROVED, ApprovalStatus.DENIED)
 
     @property
     def approvers(self) -> list[str]:
         return [vote.approver for vote in self.votes if vote.decision == "APPROVE"]
+
+
+class ApprovalAnswer(BaseModel):
+    """How an approval ended, as the workflow's timeout step answers it (the ASL routes on ``status``)."""
+
+    status: ApprovalStatus
+    approved: bool
+    decided_by: list[str] = Field(default_factory=list)
 
 
 # ------------------------------------------------------------------ audit
@@ -311,6 +327,9 @@ class AuditEventType(StrEnum):
     APPROVAL_VOTE = "APPROVAL_VOTE"  # one approver approved or denied
     APPROVAL_REFUSED = "APPROVAL_REFUSED"  # an approval attempt that was not counted (self, not in group, ...)
     REQUEST_EXPIRED = "REQUEST_EXPIRED"  # approvals did not come in time
+    # A decision made before the deadline whose resume of the workflow never arrived, acted on
+    # by the workflow when its wait timed out
+    APPROVAL_APPLIED_AT_TIMEOUT = "APPROVAL_APPLIED_AT_TIMEOUT"
     AUDIT_EXPORTED = "AUDIT_EXPORTED"  # a closed day's records and stream heads written to S3
     AUDIT_VERIFY_REQUESTED = "AUDIT_VERIFY_REQUESTED"  # an asynchronous verification asked for
     AUDIT_VERIFIED = "AUDIT_VERIFIED"  # its report
@@ -508,7 +527,9 @@ class ApprovalStepInput(StepInput):
 
 
 class OutcomeInput(StepInput):
-    outcome: Literal["DENIED", "NEEDS_APPROVAL", "APPROVAL_DENIED", "EXPIRED", "FAILED", "REVOKE_FAILED"]
+    outcome: Literal[
+        "DENIED", "NEEDS_APPROVAL", "APPROVAL_DENIED", "APPROVAL_TIMED_OUT", "EXPIRED", "FAILED", "REVOKE_FAILED"
+    ]
     error: StepError | None = None
 
     def detail(self) -> str | None:

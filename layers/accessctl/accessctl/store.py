@@ -208,6 +208,23 @@ class GrantsStore:
             values["failure"] = failure
         self._update(request_id, values, remove=("active_shard",), expected_status=COMPENSABLE)
 
+    def record_approved(self, request_id: str) -> bool:
+        """The request's approval arrived: APPROVED, only while it waits for it (or already is).
+
+        Conditional, so a decision delivered again (a retried click, the workflow's timeout step)
+        never moves a request that is already being granted, granted or over back to APPROVED.
+        False: the request had moved on.
+        """
+        try:
+            self._update(
+                request_id,
+                {"status": RequestStatus.APPROVED.value},
+                expected_status=(RequestStatus.NEEDS_APPROVAL, RequestStatus.APPROVED),
+            )
+        except ConflictError:
+            return False
+        return True
+
     def record_status(self, request_id: str, status: RequestStatus, failure: str | None = None) -> None:
         values: dict[str, Any] = {"status": status.value}
         if failure is not None:
