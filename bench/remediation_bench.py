@@ -24,10 +24,19 @@ so one 50-record audit batch (100 actions) copies the audit table 100 times, sec
 growing with the table; AWS has no such cost. The local stack (and so this bench) replaces that with
 an undo log of just the items a transaction touches (same outcome, see ``accessctl_local.moto_patches``).
 Likewise moto answers every ``Query`` by listing and sorting the whole table (the audit chain's head
-reads grow with its history); the local stack reads the one partition. ``--stock-emulator``
+reads grow with its history); the local stack reads the one partition. Every request also paid
+about 1 ms in moto's dispatch (listing moto's package directory, listing the response class's
+members) and every item put the square of its attributes (its size summed again per attribute):
+the local stack does each once. ``--moto-dispatch`` measures without those two, ``--stock-emulator``
 measures moto as released.
 
-    .venv/bin/python bench/remediation_bench.py [--groups 1000] [--repeat 3] [--warm 30] [--stock-emulator]
+Where the emulator's time goes: its server threads are timed per request (``time.thread_time``,
+request line to last byte) and summed per operation, for each contender (the table's last part);
+``--emulator-profile DIR`` also writes a cProfile (CPU time) of each operation's requests, per
+contender and round, which slows the emulator: use it to see where, not how long.
+
+    .venv/bin/python bench/remediation_bench.py [--groups 1000] [--repeat 3] [--warm 30]
+        [--stock-emulator | --moto-dispatch] [--emulator-profile DIR]
 
 Each contender runs ``--repeat`` times (default 3), rounds rotating who goes first; the table shows
 medians. Numbers go in the table, never in assertions; compare within one run (the machine is shared).
@@ -165,6 +174,8 @@ class Run:
     exit_code: int = 0
     client_cpu: float = 0.0  # the contender's own CPU seconds (user + system)
     emulator_cpu: float = 0.0  # this process's CPU seconds meanwhile: the emulator serving it
+    # The emulator's server threads, per (service, action): (requests, CPU seconds).
+    emulator_ops: dict[tuple[str, str], tuple[int, float]] = field(default_factory=dict)
     note: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -197,8 +208,9 @@ print(json.dumps({"wall": time.perf_counter() - started, "maxrss_kb": usage.ru_m
 """
 
 
-def measure(command: list[str], env: dict[str, str], stack: Any, name: str) -> Run:
+def measure(command: list[str], env: dict[str, str], stack: Any, name: str, meter: Any) -> Run:
     stack.reset_api_call_counts()
+    meter.reset()
     emulator_before = time.process_time()
     launched = subprocess.run(
         [sys.executable, "-S", "-c", LAUNCHER, json.dumps(command)],
@@ -224,6 +236,7 @@ def measure(command: list[str], env: dict[str, str], stack: Any, name: str) -> R
         exit_code=result["code"],
         client_cpu=result["cpu"],
         emulator_cpu=emulator_cpu,
+        emulator_ops=meter.snapshot(),
     )
 
 
@@ -343,9 +356,13 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
         LocalStack.start(project_root=ROOT, run_schedules=False, parameter_overrides={"LogLevel": "WARNING"}) as stack,
     ):
         scratch = Path(scratch_dir)
+        if args.stock_emulator or args.moto_dispatch:
+            moto_patches.uninstall_lean_dispatch()
+            moto_patches.uninstall_linear_item_size()
         if args.stock_emulator:
             moto_patches.uninstall_transaction_undo_log()
             moto_patches.uninstall_partition_query()
+        meter = moto_patches.install_request_meter(profile=args.emulator_profile is not None)
         group_ids, opened = build_estate(stack, args.groups)
         policy = scratch / "policy.yml"
         policy.write_text(CUSTODIAN_POLICY)
@@ -376,7 +393,9 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
             for name, command, env in contenders[shift:] + contenders[:shift]:
                 reopen(stack, opened)
                 progress(f"running {name} (round {round_number + 1} of {args.repeat})")
-                run = measure(command, env, stack, name)
+                run = measure(command, env, stack, name, meter)
+                if args.emulator_profile is not None:
+                    _save_profiles(meter.profiles(), args.emulator_profile, name, round_number)
                 check(stack, run, group_ids, opened)
                 measured[name].append(run)
                 progress(
@@ -402,9 +421,37 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
         results["estate_open"] = len(opened)
         results["custodian_version"] = _custodian_version(custodian)
         results["emulator"] = (
-            "stock moto" if args.stock_emulator else "moto, transactions with an undo log, queries of one partition"
+            "stock moto"
+            if args.stock_emulator
+            else "moto, transactions with an undo log, queries of one partition"
+            + ("" if args.moto_dispatch else ", lean dispatch, linear item size")
         )
     return results
+
+
+def _save_profiles(profiles: dict[tuple[str, str], list[Any]], directory: Path, name: str, round_number: int) -> None:
+    """One pstats file per contender, round and emulated operation (read with ``python -m pstats``)."""
+    import pstats
+
+    directory.mkdir(parents=True, exist_ok=True)
+    slug = "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-")
+    for (service, action), each in profiles.items():
+        stats = pstats.Stats(each[0])
+        for profile in each[1:]:
+            stats.add(profile)
+        stats.dump_stats(directory / f"{slug}.{round_number + 1}.{service}.{action}.pstats")
+
+
+def _median_ops(runs: list[Run]) -> dict[tuple[str, str], tuple[int, float]]:
+    """Per operation: the requests of the median-wall run's, the median CPU seconds over the runs."""
+    keys = {key for run in runs for key in run.emulator_ops}
+    return {
+        key: (
+            max(run.emulator_ops.get(key, (0, 0.0))[0] for run in runs),
+            statistics.median(run.emulator_ops.get(key, (0, 0.0))[1] for run in runs),
+        )
+        for key in keys
+    }
 
 
 def median_run(runs: list[Run]) -> Run:
@@ -423,6 +470,7 @@ def median_run(runs: list[Run]) -> Run:
         exit_code=next((run.exit_code for run in runs if run.exit_code), 0),
         client_cpu=statistics.median(run.client_cpu for run in runs),
         emulator_cpu=statistics.median(run.emulator_cpu for run in runs),
+        emulator_ops=_median_ops(runs),
         note="" if all(run.calls == middle.calls for run in runs) else "calls differ between runs",
     )
 
@@ -482,6 +530,24 @@ def render(results: dict[str, Any]) -> str:
         lines.append(
             f"  {service + ':' + action:<44} " + " ".join(f"{run.calls.get((service, action), 0):>8}" for run in runs)
         )
+    lines += [
+        "",
+        "Emulator CPU per operation (its server threads, request line to last byte; medians over the rounds):",
+        f"  {'':<44} " + " ".join(f"{'n':>5} {'CPU s':>6} {'ms/call':>7}" for _ in runs),
+    ]
+    ops = sorted({key for run in runs for key in run.emulator_ops})
+    for service, action in ops:
+        cells = []
+        for run in runs:
+            n, seconds = run.emulator_ops.get((service, action), (0, 0.0))
+            cells.append(f"{n:>5} {seconds:>6.3f} {seconds / n * 1000 if n else 0:>7.2f}")
+        lines.append(f"  {service + ':' + action:<44} " + " ".join(cells))
+    totals = [sum(seconds for _, seconds in run.emulator_ops.values()) for run in runs]
+    lines.append(f"  {'server threads, total':<44} " + " ".join(f"{'':>5} {t:>6.3f} {'':>7}" for t in totals))
+    lines.append(
+        f"  {'rest of the emulator process':<44} "
+        + " ".join(f"{'':>5} {run.emulator_cpu - t:>6.3f} {'':>7}" for run, t in zip(runs, totals, strict=True))
+    )
     event = results["event"]
     warm = sorted(event["warm"])
     lines += [
@@ -515,6 +581,17 @@ def main(argv: list[str] | None = None) -> int:
         "--stock-emulator",
         action="store_true",
         help="moto as released (TransactWriteItems copies every table it touches, per action; Query lists the whole table)",
+    )
+    parser.add_argument(
+        "--moto-dispatch",
+        action="store_true",
+        help="moto's own request dispatch and item building (the local stack without the lean dispatch and linear item size)",
+    )
+    parser.add_argument(
+        "--emulator-profile",
+        type=Path,
+        metavar="DIR",
+        help="write a cProfile of the emulator per contender, round and operation to DIR (slows the emulator: not for timing)",
     )
     parser.add_argument("--child-scan", metavar="OUT", help=argparse.SUPPRESS)
     parser.add_argument(

@@ -10,6 +10,10 @@ Tested against moto 5.2.5 (``TESTED_MOTO_VERSION``). What is patched, and why:
 * ``LambdaFunction.invoke``: moto runs ``InvocationType=Event`` synchronously inside the caller's
   request; AWS answers 202 at once. Event invocations run on a background thread here.
 * ``BaseResponse.call_action``: counts every AWS API call the emulator serves, per service/action.
+* ``MotoRequestHandler.handle_one_request`` (opt-in, ``install_request_meter``): the CPU time of the
+  server thread serving each request, from its request line to its last response byte (HTTP parsing,
+  moto's dispatch, the operation, the response), per service/action, and optionally a ``cProfile``
+  of each request: where the emulator's time goes, for the benchmarks. Not installed by ``install``.
 * ``DBInstance.__init__``: moto gives every DB instance ``DbiResourceId`` ``db-M5ENSHXFPU6XHZ4G4ZEI5QIO2U``;
   each instance gets its own random one, as in AWS.
 * ``S3Response._key_response_get``: moto 5.2.5 has no ``GetObjectRetention`` (it answers the
@@ -40,11 +44,27 @@ Tested against moto 5.2.5 (``TESTED_MOTO_VERSION``). What is patched, and why:
   key and the table key, an order in which no two items tie, so the first sort cannot change the
   answer. Scan (whose pages follow ``all_items()``'s order) keeps the sort.
   ``install_partition_query``/``uninstall_partition_query`` as for the undo log.
+* Per-request costs of moto's server that AWS does not have (both measured in
+  ``bench/remediation_bench.py``'s emulator breakdown, about 1 ms of every request's 2.5):
+  ``moto.backends.list_of_moto_modules`` lists moto's package directory and stats each of its 180
+  entries, under the dispatcher's lock, for every request (``host in list_of_moto_modules()``); the
+  directory does not change while the process runs, so it is listed once. ``BaseResponse.call_action``
+  asks whether the action is a method by listing every member of the response class
+  (``inspect.getmembers``, hundreds of ``getattr``) to test one name; the name is tested alone, with
+  the same rule (a function found on the class or its bases). ``install_lean_dispatch``.
+* ``Item.__init__``: moto's ``LimitedSizeDict`` re-adds the size of every attribute already set each
+  time one is set (the 400 KB item limit), so building an item costs the square of its attributes, each
+  nested map walked again every time. The replacement keeps the running total: the same limit, checked
+  after each attribute as before, so the same item fails at the same attribute. ``install_linear_item_size``.
 * ``ExecutionWorker.stop``: moto starts an execution's interpreter on a thread, which sets the
   worker's environment when it begins; a ``StopExecution`` that arrives first (right after
   ``StartExecution``, as an early revoke can) fails with ``AttributeError`` on the missing
   environment, where AWS stops the execution. The stop now waits (up to 10 s) for the environment.
   Installed with the undo log (``install_execution_stop``).
+
+Every patch of a cost (the undo log, the partition query, the lean dispatch, the linear item size)
+keeps moto's semantics, so it stays installed once installed; each has an ``uninstall_`` to measure
+moto as released.
 """
 
 from __future__ import annotations
@@ -52,6 +72,7 @@ from __future__ import annotations
 import collections
 import contextvars
 import copy
+import cProfile
 import inspect
 import json
 import logging
@@ -65,11 +86,14 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import moto
+import moto.backends
+import moto.core.responses
 from moto.awslambda.models import LambdaFunction
 from moto.core.responses import BaseResponse
 from moto.dynamodb.comparisons import get_filter_expression
 from moto.dynamodb.exceptions import (
     ConditionalCheckFailed,
+    ItemSizeTooLarge,
     MockValidationException,
     MultipleTransactionsException,
     TooManyTransactionsException,
@@ -77,8 +101,10 @@ from moto.dynamodb.exceptions import (
     TransactWriteSingleOpException,
 )
 from moto.dynamodb.models import DynamoDBBackend
-from moto.dynamodb.models.dynamo_type import DynamoType, Item
+from moto.dynamodb.models.dynamo_type import DynamoType, Item, LimitedSizeDict
 from moto.dynamodb.models.table import StreamRecord, Table
+from moto.dynamodb.models.utilities import bytesize
+from moto.moto_server.werkzeug_app import MotoRequestHandler
 from moto.rds.models import DBInstance
 from moto.s3.exceptions import LockNotEnabled, S3ClientError
 from moto.s3.responses import S3Response
@@ -134,6 +160,46 @@ class ApiCallCounter:
             return dict(self._counts)
 
 
+class RequestCpuMeter:
+    """CPU seconds the emulator's server threads spent per ``(service, action)``, and optionally the
+    ``cProfile`` of each of those requests. A request with no AWS action (a connection's closing read,
+    ``/moto-api``) counts as ``("-", "other")``. A request dispatched before the last ``reset`` is not
+    counted (its client had its answer before the reset; its thread just had not finished yet)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._seconds: collections.Counter[tuple[str, str]] = collections.Counter()
+        self._requests: collections.Counter[tuple[str, str]] = collections.Counter()
+        self._profiles: dict[tuple[str, str], list[cProfile.Profile]] = {}
+        self.profiling = False
+        self.generation = 0  # incremented by reset
+
+    def record(self, key: tuple[str, str], seconds: float, profile: cProfile.Profile | None, generation: int) -> None:
+        with self._lock:
+            if generation != self.generation:
+                return
+            self._seconds[key] += seconds
+            self._requests[key] += 1
+            if profile is not None:
+                self._profiles.setdefault(key, []).append(profile)
+
+    def reset(self) -> None:
+        with self._lock:
+            self.generation += 1
+            self._seconds.clear()
+            self._requests.clear()
+            self._profiles.clear()
+
+    def snapshot(self) -> dict[tuple[str, str], tuple[int, float]]:
+        """``(service, action) -> (requests, CPU seconds)``."""
+        with self._lock:
+            return {key: (self._requests[key], seconds) for key, seconds in self._seconds.items()}
+
+    def profiles(self) -> dict[tuple[str, str], list[cProfile.Profile]]:
+        with self._lock:
+            return {key: list(each) for key, each in self._profiles.items()}
+
+
 class _PatchState:
     def __init__(self) -> None:
         self.lock = threading.Lock()
@@ -145,6 +211,10 @@ class _PatchState:
         self.moto_transact_write_items: Callable[..., None] | None = None
         self.moto_query: tuple[Callable[..., Any], Callable[..., Any]] | None = None  # query, all_items
         self.moto_execution_stop: Callable[..., None] | None = None
+        self.moto_handle_one_request: Callable[..., None] | None = None
+        self.moto_dispatch: tuple[Callable[..., Any], Callable[..., Any]] | None = None  # modules, method names
+        self.moto_item_init: Callable[..., None] | None = None
+        self.meter = RequestCpuMeter()
         self.s3_retention_original: Callable[..., Any] | None = None
 
 
@@ -155,6 +225,52 @@ def api_call_counter() -> ApiCallCounter:
     return _state.counter
 
 
+# The (service, action) the request this server thread is serving dispatched to (set by call_action).
+_SERVING = threading.local()
+
+
+def request_cpu_meter() -> RequestCpuMeter:
+    return _state.meter
+
+
+def install_request_meter(*, profile: bool = False) -> RequestCpuMeter:
+    """Time every request's server thread (idempotent); ``profile``: also keep a cProfile of each."""
+    with _state.lock:
+        _state.meter.profiling = profile
+        if _state.moto_handle_one_request is None:
+            _state.moto_handle_one_request = MotoRequestHandler.handle_one_request
+            MotoRequestHandler.handle_one_request = _make_handle_one_request(  # type: ignore[method-assign]
+                _state.moto_handle_one_request
+            )
+    return _state.meter
+
+
+def uninstall_request_meter() -> None:
+    with _state.lock:
+        if _state.moto_handle_one_request is not None:
+            MotoRequestHandler.handle_one_request = _state.moto_handle_one_request  # type: ignore[method-assign]
+            _state.moto_handle_one_request = None
+
+
+def _make_handle_one_request(original: Callable[..., None]) -> Callable[..., None]:
+    def handle_one_request(self: MotoRequestHandler) -> None:
+        meter = _state.meter
+        _SERVING.key = None
+        _SERVING.generation = meter.generation  # again at dispatch: a keep-alive thread waits here first
+        profile = cProfile.Profile(time.thread_time) if meter.profiling else None  # CPU, not waiting
+        started = time.thread_time()
+        if profile is not None:
+            profile.enable()
+        try:
+            original(self)
+        finally:
+            if profile is not None:
+                profile.disable()
+            meter.record(_SERVING.key or ("-", "other"), time.thread_time() - started, profile, _SERVING.generation)
+
+    return handle_one_request
+
+
 def install(invoker: LambdaInvoker) -> None:
     """Apply every patch (idempotent) and route Lambda invocations to ``invoker``."""
     with _state.lock:
@@ -163,6 +279,8 @@ def install(invoker: LambdaInvoker) -> None:
         _state.invoker = invoker
         _install_transaction_undo_log()
         _install_partition_query()
+        _install_lean_dispatch()
+        _install_linear_item_size()
         _install_execution_stop()
         if _state.installed:
             return
@@ -247,6 +365,99 @@ def uninstall_partition_query() -> None:
         if _state.moto_query is not None:
             Table.query, Table.all_items = _state.moto_query  # type: ignore[method-assign]
             _state.moto_query = None
+
+
+def install_lean_dispatch() -> None:
+    """List moto's modules once; test an action's name alone, not by listing the class (idempotent)."""
+    with _state.lock:
+        _install_lean_dispatch()
+
+
+def uninstall_lean_dispatch() -> None:
+    with _state.lock:
+        if _state.moto_dispatch is not None:
+            moto.backends.list_of_moto_modules, moto.core.responses.method_names_from_class = _state.moto_dispatch
+            _state.moto_dispatch = None
+
+
+def install_linear_item_size() -> None:
+    """Build items keeping a running total of their size (idempotent)."""
+    with _state.lock:
+        _install_linear_item_size()
+
+
+def uninstall_linear_item_size() -> None:
+    with _state.lock:
+        if _state.moto_item_init is not None:
+            Item.__init__ = _state.moto_item_init  # type: ignore[method-assign]
+            _state.moto_item_init = None
+
+
+def _install_lean_dispatch() -> None:
+    if _state.moto_dispatch is not None:
+        return
+    if moto.__version__ != TESTED_MOTO_VERSION:
+        log.warning("moto %s dispatches as released (the patch follows moto %s)", moto.__version__, TESTED_MOTO_VERSION)
+        return
+    _state.moto_dispatch = (moto.backends.list_of_moto_modules, moto.core.responses.method_names_from_class)
+    modules = tuple(moto.backends.list_of_moto_modules())
+    moto.backends.list_of_moto_modules = lambda: modules  # the package directory is fixed for the process's life
+    moto.core.responses.method_names_from_class = FunctionNames
+
+
+class FunctionNames:
+    """``name in FunctionNames(cls)`` is ``name in method_names_from_class(cls)`` (the names of
+    ``inspect.getmembers(cls, inspect.isfunction)``), for one name: the name is an attribute of the class
+    or a base, and the attribute, got from the class (else, as ``getmembers`` does, from the first base
+    defining it), is a function."""
+
+    def __init__(self, cls: type) -> None:
+        self._cls = cls
+
+    def __contains__(self, name: object) -> bool:
+        if not isinstance(name, str):
+            return False
+        defining = next((base for base in self._cls.__mro__ if name in base.__dict__), None)
+        if defining is None:
+            return False
+        try:
+            value = getattr(self._cls, name)
+        except AttributeError:
+            value = defining.__dict__[name]
+        return inspect.isfunction(value)
+
+    def __iter__(self) -> Any:
+        return iter([name for name, _ in inspect.getmembers(self._cls, inspect.isfunction)])
+
+
+_ITEM_SIZE_LIMIT = 405_000  # moto's LimitedSizeDict: AWS's 400 KB, as moto measured it
+
+
+def _install_linear_item_size() -> None:
+    if _state.moto_item_init is not None:
+        return
+    if moto.__version__ != TESTED_MOTO_VERSION:
+        log.warning(
+            "Item sizes checked as moto %s does (the patch follows moto %s)", moto.__version__, TESTED_MOTO_VERSION
+        )
+        return
+    _state.moto_item_init = Item.__init__
+    Item.__init__ = _item_init  # type: ignore[method-assign]
+
+
+def _item_init(self: Item, hash_key: DynamoType, range_key: DynamoType | None, attrs: dict[str, Any]) -> None:
+    """moto's ``Item.__init__`` with ``LimitedSizeDict``'s check made incremental: before each attribute
+    is set, the size of those already set plus its own must not pass the limit."""
+    self.hash_key = hash_key
+    self.range_key = range_key
+    self.attrs = LimitedSizeDict()
+    size = 0
+    for key, value in attrs.items():
+        typed = DynamoType(value)
+        size += bytesize(key) + typed.size()
+        if size > _ITEM_SIZE_LIMIT:
+            raise ItemSizeTooLarge
+        dict.__setitem__(self.attrs, key, typed)
 
 
 def install_execution_stop() -> None:
@@ -394,6 +605,8 @@ def _make_call_action(original: Callable[..., Any]) -> Callable[..., Any]:
         except Exception:  # counting must never break the call itself
             action = "Unknown"
         _state.counter.record(str(self.boto3_service_name), action)
+        _SERVING.key = (str(self.boto3_service_name), action)
+        _SERVING.generation = _state.meter.generation
         return original(self)
 
     return call_action
@@ -439,7 +652,8 @@ class _UndoLog:
 
 
 def _transact_write_items(self: DynamoDBBackend, transact_items: list[dict[str, Any]]) -> None:  # noqa: C901 (moto's loop, kept comparable line by line)
-    """moto 5.2.5's ``transact_write_items``, with an undo log in place of whole-table copies.
+    """moto 5.2.5's ``transact_write_items``, with an undo log in place of whole-table copies, and
+    each action's condition checked once (moto checks a put's or a delete's twice, on the same item).
 
     Everything else is moto's: the checks, the order (every action is attempted, even after one
     failed, so each gets its cancellation reason), the errors raised at once (several operations
@@ -495,22 +709,12 @@ def _transact_write_items(self: DynamoDBBackend, transact_items: list[dict[str, 
             if op_type != "ConditionCheck":
                 table = self.get_table(table_name)
                 undo_log.save(table, *self.get_keys_value(table, key))
+            # The condition was checked just above, against the item as it is: moto's put and delete
+            # would parse and check it again on the same item (an update keeps its own check).
             if op_type == "Put":
-                self.put_item(
-                    table_name,
-                    op["Item"],
-                    condition_expression=condition_expression,
-                    expression_attribute_names=expression_attribute_names,
-                    expression_attribute_values=expression_attribute_values,
-                )
+                self.put_item(table_name, op["Item"])
             elif op_type == "Delete":
-                self.delete_item(
-                    table_name,
-                    key,
-                    condition_expression=condition_expression,
-                    expression_attribute_names=expression_attribute_names,
-                    expression_attribute_values=expression_attribute_values,
-                )
+                self.delete_item(table_name, key)
             elif op_type == "Update":
                 self.update_item(
                     table_name,
