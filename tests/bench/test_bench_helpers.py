@@ -107,3 +107,26 @@ def test_the_report_has_every_section_and_the_json_round_trips() -> None:
     assert "GetRole" in text and "FAILED" not in text
     assert decoded["api_calls"]["windows"][0]["emulator"] == [{"key": ["iam", "GetRole"], "count": 1}]
     assert decoded["request_latency"]["active"]["n"] == 3
+
+
+def _remediation_run(name: str, wall: float, ops: dict[tuple[str, str], tuple[int, float]]) -> object:
+    from bench.remediation_bench import Run
+
+    return Run(name, wall, 70.0, {key: n for key, (n, _) in ops.items()}, emulator_ops=ops, emulator_cpu=wall / 2)
+
+
+def test_the_remediation_bench_takes_each_operations_median_emulator_cpu_over_the_rounds() -> None:
+    from bench.remediation_bench import median_run
+
+    # Given three rounds of one contender, one of them without the index write
+    revoke, index = ("ec2", "RevokeSecurityGroupIngress"), ("dynamodb", "BatchWriteItem")
+    rounds = [
+        _remediation_run("scan", 3.0, {revoke: (334, 0.50), index: (1, 0.004)}),
+        _remediation_run("scan", 2.0, {revoke: (334, 0.40)}),
+        _remediation_run("scan", 4.0, {revoke: (334, 0.90), index: (1, 0.006)}),
+    ]
+    # When they are summarised
+    row = median_run(rounds)  # type: ignore[arg-type]
+    # Then each operation has its count and the median of its CPU seconds (a round without it counts 0)
+    assert row.emulator_ops == {revoke: (334, 0.50), index: (1, 0.004)}
+    assert row.note == "calls differ between runs"
