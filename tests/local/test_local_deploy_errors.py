@@ -10,8 +10,8 @@ from accessctl_local import DeployError, LocalStack
 
 
 def test_an_unsupported_resource_type_stops_the_deploy(tmp_path: Path) -> None:
-    (tmp_path / "template.yaml").write_text("Resources:\n  Queue:\n    Type: AWS::SQS::Queue\n    Properties: {}\n")
-    with pytest.raises(DeployError, match="AWS::SQS::Queue"):
+    (tmp_path / "template.yaml").write_text("Resources:\n  Stream:\n    Type: AWS::Kinesis::Stream\n    Properties: {}\n")
+    with pytest.raises(DeployError, match="AWS::Kinesis::Stream"):
         LocalStack.start(tmp_path, run_schedules=False, load_aws_managed_policies=False)
 
 
