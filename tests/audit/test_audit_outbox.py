@@ -18,7 +18,10 @@ SUBJECT = "security-group/sg-0outbox"
 
 
 def _dynamodb_unavailable(operation: str) -> ClientError:
-    error = {"Error": {"Code": "InternalServerError", "Message": "injected"}, "ResponseMetadata": {"HTTPStatusCode": 500}}
+    error = {
+        "Error": {"Code": "InternalServerError", "Message": "injected"},
+        "ResponseMetadata": {"HTTPStatusCode": 500},
+    }
     return ClientError(error, operation)  # type: ignore[arg-type]
 
 
@@ -281,8 +284,8 @@ def test_given_a_message_that_is_not_an_outbox_message_then_it_fails_alone_and_n
 
 
 def test_given_records_too_large_for_one_message_then_they_are_split_and_a_huge_one_travels_compressed() -> None:
-    from accessctl.audit_outbox import GZIP, MAX_MESSAGE_BYTES, encode_messages, parse_message
     from accessctl.audit import event_item
+    from accessctl.audit_outbox import GZIP, MAX_MESSAGE_BYTES, encode_messages, parse_message
     from accessctl.models import AuditEvent, AuditEventType
 
     def record(n: int, size: int) -> dict[str, Any]:
