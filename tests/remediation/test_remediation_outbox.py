@@ -65,6 +65,12 @@ class Outage:
         monkeypatch.setattr(DynamoDBBackend, "transact_write_items", maybe_refused)
 
 
+def metric(output: str, name: str) -> float:
+    """The sum of one metric over the EMF lines the functions printed (Powertools' metrics)."""
+    values = [json.loads(line).get(name) for line in output.splitlines() if line.startswith('{"_aws"')]
+    return sum(sum(value) if isinstance(value, list) else value for value in values if value is not None)
+
+
 def outbox_depth(stack: LocalStack) -> int:
     sqs = stack.client("sqs")
     attributes = sqs.get_queue_attributes(
@@ -108,7 +114,7 @@ def open_groups(emulated: Emulated, prefix: str, count: int) -> list[str]:
 
 
 def test_given_a_scan_whose_audit_write_fails_after_the_fixes_when_the_outbox_is_consumed_then_every_record_is_there(
-    stack: LocalStack, emulated: Emulated, monkeypatch: pytest.MonkeyPatch
+    stack: LocalStack, emulated: Emulated, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # Given three protected databases opened to the world, and DynamoDB throttling the audit table
     groups = open_groups(emulated, "outbox-scan", 3)
@@ -126,10 +132,13 @@ def test_given_a_scan_whose_audit_write_fails_after_the_fixes_when_the_outbox_is
         assert cidrs(emulated.ingress(group)) == {("tcp", 5432, 5432, "10.0.0.0/8")}
         assert applied(stack, group) == []
     assert outage.refused > 0 and outbox_depth(stack) >= 1
+    deferred = metric(capsys.readouterr().out, "AuditRecordsDeferred")
+    assert deferred >= 3  # the three fixes' records, and the scan's report-only findings
 
     # When DynamoDB answers again and the outbox is consumed
     outage.on = False
     consume_outbox(stack)
+    assert metric(capsys.readouterr().out, "AuditRecordsReplayed") == deferred
 
     # Then each fix has its one record, at the time of the scan, in a chain that holds, found by the
     # query by group at that time
@@ -178,7 +187,7 @@ def test_given_an_event_whose_audit_write_fails_after_the_fix_when_the_outbox_is
 
 
 def test_given_the_outbox_unreachable_too_then_the_run_reports_how_many_records_were_lost(
-    stack: LocalStack, emulated: Emulated, monkeypatch: pytest.MonkeyPatch
+    stack: LocalStack, emulated: Emulated, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from moto.sqs.exceptions import QueueDoesNotExist
     from moto.sqs.models import SQSBackend
@@ -204,3 +213,5 @@ def test_given_the_outbox_unreachable_too_then_the_run_reports_how_many_records_
     assert fixed == 2 and summary["audit_lost"] >= fixed
     assert any(f"of {summary['audit_lost']} records not written" in error for error in summary["errors"])
     assert json.dumps(summary).count("AuditBatchError") == 1
+    # and the metric RemediationFailingAlarm watches counts them
+    assert metric(capsys.readouterr().out, "AuditRecordsLost") == summary["audit_lost"]
