@@ -308,3 +308,40 @@ def test_given_records_too_large_for_one_message_then_they_are_split_and_a_huge_
     assert decoded == records
     assert sum(count for _, count in messages) == 51
     assert json.loads(messages[-1][0])["encoding"] == GZIP
+
+
+def test_given_a_record_deferred_yesterday_when_replayed_today_then_it_verifies_and_is_found_at_its_time(
+    estate: Estate,
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from accessctl.audit import AuditLog, event_item, verify
+    from accessctl.audit_outbox import OutboxReplayer, encode_messages
+    from accessctl.audit_query import AuditFilter, query_all
+    from accessctl.models import AuditEvent, AuditEventType
+
+    # Given a record of a fix made yesterday (its write failed then), and a record of today for the same group
+    yesterday = (datetime.now(UTC) - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    deferred = event_item(
+        AuditEvent(
+            event_id="0b5e2d1c-0000-4000-8000-000000000001",
+            event_type=AuditEventType.REMEDIATION_APPLIED,
+            at=yesterday,
+            subject=SUBJECT,
+            actor="remediator",
+        )
+    )
+    today = AuditLog(estate.deps.audit.table).append(AuditEventType.REMEDIATION_FINDING, subject=SUBJECT, actor="x")
+    ((body, _),) = encode_messages([deferred], "InternalServerError: injected")
+
+    # When it is replayed today
+    result = OutboxReplayer(estate.session.client("dynamodb"), "audit").replay(body)
+
+    # Then it is in yesterday's stream, which verifies, and the query for yesterday finds it, not today's
+    assert (result.replayed, result.already_written) == (1, 0)
+    report = verify(estate.deps.audit.table, yesterday, today.at)
+    assert report.ok and report.records == 2, report
+    found = query_all(estate.deps.audit.table, AuditFilter(subject=SUBJECT, since=yesterday, until=yesterday))
+    assert [(event.event_id, event.stream) for event in found] == [
+        (deferred["event_id"], f"{yesterday[:10]}#{today.stream[-1]}")
+    ]

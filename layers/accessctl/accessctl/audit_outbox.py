@@ -69,7 +69,8 @@ class OutboxSendError(RuntimeError):
 
 
 def _record_json(record: dict[str, Any]) -> str:
-    return json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    # ASCII: SQS refuses some code points (lone surrogates among them) that a record's text may hold.
+    return json.dumps(record, sort_keys=True, separators=(",", ":"))
 
 
 def encode_messages(
