@@ -21,6 +21,9 @@ AWS::StepFunctions::StateMachine   created via the Step Functions API with subst
 AWS::Scheduler::Schedule           EventBridge Scheduler schedule; also fired by ``schedules.py``
 AWS::Events::Rule                  EventBridge rule; scheduled ones also fired by ``schedules.py``
 AWS::CloudWatch::Alarm/Dashboard   recorded in moto's CloudWatch (nothing evaluates them locally)
+AWS::SQS::Queue                    SQS queue (attributes, redrive policy, encryption, tags)
+AWS::Lambda::EventSourceMapping    SQS sources only, not created in moto (whose own mapping would
+                                   run the function inside SendMessage): polled by ``queues.py``
 AWS::S3::Bucket/BucketPolicy       bucket (Object Lock, versioning, encryption, public access block,
                                    ownership, tags) and its policy, less conditional Deny statements
 AWS::ApiGateway::RestApi/Stage/    not created in moto: served by ``api.py`` (ids are generated)
@@ -79,6 +82,18 @@ class ScheduleSpec:
 
 
 @dataclass
+class QueueSourceSpec:
+    """An SQS event source mapping found in the template, to be polled locally."""
+
+    logical_id: str
+    queue_arn: str
+    function: str  # the function's name (or ARN), as the mapping's FunctionName gives it
+    batch_size: int = 10
+    report_batch_item_failures: bool = False
+    enabled: bool = True
+
+
+@dataclass
 class Deployment:
     stack_name: str
     region: str
@@ -89,6 +104,7 @@ class Deployment:
     layer_dirs: list[Path]
     functions: dict[str, dict[str, Any]]  # logical id -> {name, arn, code_dir, handler, env, timeout, memory}
     schedules: list[ScheduleSpec]
+    queue_sources: list[QueueSourceSpec] = field(default_factory=list)
 
     def physical_ids(self) -> dict[str, str]:
         return {lid: r.physical_id for lid, r in self.resources.items()}
@@ -161,6 +177,7 @@ class Provisioner:
         self.layer_dirs: list[Path] = []
         self.functions: dict[str, dict[str, Any]] = {}
         self.schedules: list[ScheduleSpec] = []
+        self.queue_sources: list[QueueSourceSpec] = []
         self._clients: dict[str, Any] = {}
         self.resolver = Resolver(
             parameters=self.parameters,
@@ -221,6 +238,7 @@ class Provisioner:
             layer_dirs=self.layer_dirs,
             functions=self.functions,
             schedules=self.schedules,
+            queue_sources=self.queue_sources,
         )
 
     def _order(self, resources: dict[str, Any]) -> list[str]:
@@ -543,6 +561,48 @@ def _events_rule(p: Provisioner, logical_id: str, props: dict[str, Any]) -> Depl
     return DeployedResource(logical_id, "AWS::Events::Rule", name, {"Arn": arn}, props)
 
 
+def _sqs_queue(p: Provisioner, logical_id: str, props: dict[str, Any]) -> DeployedResource:
+    """A queue with the template's attributes; ``Ref`` is its URL, as in CloudFormation."""
+    sqs = p.client("sqs")
+    fifo = str(props.get("FifoQueue", "false")).lower() == "true"
+    name = props.get("QueueName") or p.physical_name(logical_id, 80 - (5 if fifo else 0)) + (".fifo" if fifo else "")
+    attributes: dict[str, str] = {}
+    for key, value in props.items():
+        if key in ("QueueName", "Tags"):
+            continue
+        if isinstance(value, dict):
+            attributes[key] = json.dumps(value)
+        elif isinstance(value, bool):
+            attributes[key] = "true" if value else "false"
+        else:
+            attributes[key] = str(value)
+    args: dict[str, Any] = {"QueueName": name, "Attributes": attributes}
+    if props.get("Tags"):
+        args["tags"] = {t["Key"]: str(t["Value"]) for t in _tags_list(props["Tags"])}
+    url = sqs.create_queue(**args)["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    return DeployedResource(logical_id, "AWS::SQS::Queue", url, {"Arn": arn, "QueueName": name, "QueueUrl": url}, props)
+
+
+def _event_source_mapping(p: Provisioner, logical_id: str, props: dict[str, Any]) -> DeployedResource:
+    """An SQS source is polled by ``queues.py`` with Lambda's batch semantics; other sources are not served."""
+    source = str(props.get("EventSourceArn", ""))
+    if not source.startswith("arn:aws:sqs:"):
+        raise DeployError(f"{logical_id}: only SQS event sources run locally, not {source or 'this one'}")
+    p.queue_sources.append(
+        QueueSourceSpec(
+            logical_id=logical_id,
+            queue_arn=source,
+            function=str(props["FunctionName"]),
+            batch_size=int(props.get("BatchSize", 10)),
+            report_batch_item_failures="ReportBatchItemFailures" in props.get("FunctionResponseTypes", []),
+            enabled=str(props.get("Enabled", "true")).lower() == "true",
+        )
+    )
+    mapping_id = str(uuid.uuid4())
+    return DeployedResource(logical_id, "AWS::Lambda::EventSourceMapping", mapping_id, {"Id": mapping_id}, props, True)
+
+
 def _rest_api(p: Provisioner, logical_id: str, props: dict[str, Any]) -> DeployedResource:
     api_id = "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(10))
     root = "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(10))
@@ -661,6 +721,8 @@ _PROVISIONERS: dict[str, Callable[[Provisioner, str, dict[str, Any]], DeployedRe
     "AWS::CloudWatch::Dashboard": _cloudwatch_dashboard,
     "AWS::S3::Bucket": _s3_bucket,
     "AWS::S3::BucketPolicy": _s3_bucket_policy,
+    "AWS::SQS::Queue": _sqs_queue,
+    "AWS::Lambda::EventSourceMapping": _event_source_mapping,
 }
 
 SUPPORTED_RESOURCE_TYPES = frozenset(_PROVISIONERS)

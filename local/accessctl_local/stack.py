@@ -23,6 +23,7 @@ from . import moto_patches
 from .api import LocalApi, routes_from_deployment
 from .emulator import Emulator
 from .provision import DEFAULT_ACCOUNT_ID, DeployError, Deployment, Provisioner
+from .queues import LocalQueuePoller
 from .runtime import FunctionSpec, Invocation, LambdaContext, LambdaRuntime
 from .sam import translate
 from .schedules import LocalScheduler
@@ -135,6 +136,7 @@ class LocalStack:
         self.runtime: LambdaRuntime | None = None
         self.api: LocalApi | None = None
         self.scheduler: LocalScheduler | None = None
+        self.queues: LocalQueuePoller | None = None
         self.deployment: Deployment | None = None
         self._env = _Environment()
         self._sys_path_added: list[str] = []
@@ -156,12 +158,14 @@ class LocalStack:
         run_schedules: bool = True,
         schedule_interval: float | dict[str, float] | None = None,
         load_aws_managed_policies: bool = True,
+        run_queues: bool = True,
     ) -> LocalStack:
         """Start the emulator, deploy ``template`` into it, and serve its API and schedules.
 
         ``schedule_interval`` overrides every schedule's rate (seconds), or some of them by logical id.
         ``load_aws_managed_policies`` makes moto know AWS managed policies (about 0.2 s per account),
         so roles get ``AWSLambdaBasicExecutionRole`` and friends attached as in AWS.
+        ``run_queues``: poll the SQS event sources in the background (else only through ``drain_queue``).
         """
         stack = cls()
         if not _ACTIVE.acquire(blocking=False):
@@ -179,6 +183,7 @@ class LocalStack:
                 run_schedules,
                 schedule_interval,
                 load_aws_managed_policies,
+                run_queues,
             )
         except BaseException:
             stack.stop()
@@ -197,6 +202,7 @@ class LocalStack:
         run_schedules: bool,
         schedule_interval: float | dict[str, float] | None,
         load_aws_managed_policies: bool,
+        run_queues: bool = True,
     ) -> None:
         template_path = template if template.is_absolute() else project_root / template
         use_utc(self._env)
@@ -264,6 +270,11 @@ class LocalStack:
         )
         if run_schedules:
             self.scheduler.start()
+        self.queues = LocalQueuePoller(
+            self.deployment.queue_sources, self.runtime, self.client("sqs"), region, DEFAULT_ACCOUNT_ID
+        )
+        if run_queues:
+            self.queues.start()
         self.reset_api_call_counts()
 
     def _set_client_environment(self, region: str) -> None:
@@ -293,6 +304,8 @@ class LocalStack:
         """Stop schedules, API, running executions and the emulator; undo patches and environment."""
         if self.scheduler is not None:
             self.scheduler.stop()
+        if self.queues is not None:
+            self.queues.stop()
         if self.api is not None:
             self.api.stop()
         if self.emulator is not None:
@@ -314,6 +327,7 @@ class LocalStack:
         self._sys_path_added.clear()
         self._env.restore()
         self.scheduler = self.api = self.emulator = None
+        self.queues = None
         if self._owns_process:
             self._owns_process = False
             _ACTIVE.release()
@@ -400,6 +414,11 @@ class LocalStack:
         assert self.scheduler is not None
         return self.scheduler.fire(name)
 
+    def drain_queue(self, name: str | None = None) -> list[Invocation]:
+        """Poll an SQS event source (mapping or function logical id), or all, until their queues are empty."""
+        assert self.queues is not None
+        return self.queues.drain(name)
+
     def inject_failure(
         self,
         function: str,
@@ -457,5 +476,10 @@ class LocalStack:
                     else " (fire_schedule only)"
                 )
                 for s in self.scheduler.schedules
+            )
+        if self.queues is not None and self.queues.sources:
+            lines.append("Queue event sources:")
+            lines.extend(
+                f"  {q.logical_id}: {q.queue_arn} -> {q.function} (batch {q.batch_size})" for q in self.queues.sources
             )
         return "\n".join(lines)

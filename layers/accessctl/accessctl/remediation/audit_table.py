@@ -6,6 +6,10 @@ a user expects every record in the chain. Within ``batched()`` (a scheduled scan
 collected and written 50 records (and their 50 chain links) per TransactWriteItems, instead of one
 transaction each: each full 50 as soon as it is collected, by one writer thread (so the writes
 overlap the scan's fixes, in the order the records came), and the rest when the block ends.
+
+Records whose append fails (a chunk of a batch, or one record written at once) are sent to the audit
+outbox (:mod:`accessctl.audit_outbox`), which appends them later: what they record has been done
+already. Only records that cannot be sent there either are lost, and reported as such.
 """
 
 from __future__ import annotations
@@ -16,10 +20,19 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
 
-from accessctl.audit import RECORDS_PER_TRANSACTION, AuditChain, AuditChainError
+from accessctl.audit import RECORDS_PER_TRANSACTION, AuditChain
+from accessctl.audit_outbox import AuditOutbox
 
 
-class AuditBatchError(RuntimeError):
+class AuditNotWritten(RuntimeError):
+    """Audit records neither written nor deferred to the outbox: ``lost`` of them."""
+
+    def __init__(self, message: str, lost: int) -> None:
+        super().__init__(message)
+        self.lost = lost
+
+
+class AuditBatchError(AuditNotWritten):
     pass
 
 
@@ -27,9 +40,10 @@ class _Batch:
     """Records collected in a ``batched()`` block, written in chunks by one writer, one chunk after
     the other (the chain's heads carry over from one to the next)."""
 
-    def __init__(self, chain: AuditChain, chunk: int) -> None:
+    def __init__(self, chain: AuditChain, chunk: int, outbox: AuditOutbox | None = None) -> None:
         self._chain = chain
         self._chunk = chunk
+        self._outbox = outbox
         self._pending: list[dict[str, Any]] = []
         self._heads: dict[str, tuple[int, str]] = {}  # touched by the writer only
         self._writer: ThreadPoolExecutor | None = None
@@ -47,7 +61,7 @@ class _Batch:
             self._writer.submit(self._write, chunk)
 
     def close(self) -> None:
-        """Write the rest, wait for the writer; raise if some records could not be written."""
+        """Write the rest, wait for the writer; raise if some records were neither written nor deferred."""
         rest, self._pending = self._pending, []
         if self._writer is not None:
             if rest:
@@ -59,31 +73,52 @@ class _Batch:
             return
         lost = sum(count for count, _ in self._failures)
         first = self._failures[0][1]
-        if isinstance(first, AuditChainError):
-            raise AuditBatchError(f"{lost} of {self._records} records not written: {first}") from first
-        raise first
+        raise AuditBatchError(f"{lost} of {self._records} records not written: {first}", lost) from first
 
     def _write(self, records: list[dict[str, Any]]) -> None:
         try:
             self._chain.append(records, self._heads)
-        except Exception as error:  # noted; the later chunks are still written
+        except Exception as error:  # deferred or noted; the later chunks are still written
             self._heads.clear()  # read the heads again: a failed chunk may have left them unknown
-            self._failures.append((len(records), error))
+            if self._outbox is None:
+                self._failures.append((len(records), error))
+                return
+            try:
+                self._outbox.defer(records, error)
+            except Exception as unsent:
+                self._failures.append((getattr(unsent, "unsent", len(records)), unsent))
 
 
 class AuditTable:
-    def __init__(self, dynamodb: Any, table_name: str, max_attempts: int = 25) -> None:
+    def __init__(
+        self, dynamodb: Any, table_name: str, max_attempts: int = 25, *, outbox: AuditOutbox | None = None
+    ) -> None:
         self._chain = AuditChain(dynamodb, table_name, max_attempts=max_attempts)
+        self._outbox = outbox
         self._batch: _Batch | None = None
         self._lock = threading.Lock()
 
     def append_chained(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Write now (chained), or collect while a batch is open (then nothing is returned yet)."""
+        """Write now (chained), or collect while a batch is open (then nothing is returned yet).
+
+        Records that cannot be written now go to the outbox (nothing is returned for them); raises
+        :class:`AuditNotWritten` if that fails too.
+        """
         with self._lock:
             if self._batch is not None:
                 self._batch.add(items)
                 return []
-        return self._chain.append(items)
+        try:
+            return self._chain.append(items)
+        except Exception as error:
+            if self._outbox is None:
+                raise
+            try:
+                self._outbox.defer(items, error)
+            except Exception as unsent:
+                lost = getattr(unsent, "unsent", len(items))
+                raise AuditNotWritten(f"{lost} records not written ({error}) nor deferred ({unsent})", lost) from error
+            return []
 
     def put_item(self, *, Item: dict[str, Any], ConditionExpression: Any = None) -> None:
         self.append_chained([Item])
@@ -91,8 +126,8 @@ class AuditTable:
     @contextmanager
     def batched(self) -> Iterator[None]:
         """Collect records and write them 50 at a time, the rest when the block ends (raises
-        AuditBatchError, once all were tried, if some could not be written)."""
-        batch = _Batch(self._chain, RECORDS_PER_TRANSACTION)
+        AuditBatchError, once all were tried, if some were neither written nor deferred)."""
+        batch = _Batch(self._chain, RECORDS_PER_TRANSACTION, self._outbox)
         with self._lock:
             self._batch = batch
         try:

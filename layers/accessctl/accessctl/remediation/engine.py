@@ -8,6 +8,7 @@ it touched. ``handle()`` tells the two apart. Nothing here raises for a bad even
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -21,10 +22,11 @@ from typing import Any, Protocol
 from pydantic import ValidationError
 
 from accessctl.audit import AuditLog
+from accessctl.audit_outbox import AuditOutbox
 from accessctl.aws import client
 from accessctl.models import AuditEventType, AwsRequest
 from accessctl.observability import SERVICE, logger, metrics
-from accessctl.remediation.audit_table import AuditTable
+from accessctl.remediation.audit_table import AuditNotWritten, AuditTable
 from accessctl.remediation.estate import EstateReader, Target
 from accessctl.remediation.events import CloudTrailEvent, Ignored, affected_by
 from accessctl.remediation.exemptions import exemption_for
@@ -52,6 +54,7 @@ _AUDIT_TYPES = {
     Outcome.REPORTED: AuditEventType.REMEDIATION_FINDING,
     Outcome.EXEMPT: AuditEventType.REMEDIATION_FINDING,
 }
+_LOST_LOCK = threading.Lock()  # records are audited from the fix threads
 
 
 class MetricsSink(Protocol):
@@ -160,6 +163,11 @@ class Remediator:
         except Exception as error:  # the batch flush: the fixes are done, the records are what failed
             logger.exception("audit batch failed")
             report.errors.append(f"audit: {type(error).__name__}: {error}")
+            report.audit_lost += error.lost if isinstance(error, AuditNotWritten) else 1
+        if report.audit_lost:
+            # Neither written nor deferred to the outbox: RemediationFailingAlarm watches this.
+            logger.error("audit records lost", extra={"records": report.audit_lost})
+            metrics.add_metric(name="AuditRecordsLost", unit="Count", value=report.audit_lost)
         if target is not None and not report.results and not report.errors and _nothing_in_scope(report, target):
             report.ignored = "the event touched no protected database's resources"
             logger.info("event out of scope", extra={"event_name": trigger.event_name})
@@ -307,9 +315,11 @@ class Remediator:
                 },
                 aws_requests=result.aws_requests,
             )
-        except Exception as error:
+        except Exception as error:  # neither written nor deferred to the outbox
             logger.exception("audit record failed", extra={"resource": finding.resource.subject})
             report.errors.append(f"audit {finding.resource.subject}: {type(error).__name__}: {error}")
+            with _LOST_LOCK:
+                report.audit_lost += error.lost if isinstance(error, AuditNotWritten) else 1
 
     def _publish(self, trigger: Trigger, report: RemediationReport) -> None:
         if not report.results:
@@ -428,6 +438,8 @@ CLIENT_OPERATIONS = {
     "dynamodb": DYNAMODB_OPERATIONS,
     "sns": SNS_OPERATIONS,
 }
+# Made only when an audit record has to go to the outbox (accessctl.audit_outbox).
+SQS_OPERATIONS = frozenset({"SendMessage"})
 
 
 @cache
@@ -438,7 +450,10 @@ def default_remediator() -> Remediator:
     rds = _Lazy(lambda: client("rds", RDS_OPERATIONS))
     iam = _Lazy(lambda: client("iam"))
     dynamodb = _Lazy(lambda: client("dynamodb", DYNAMODB_OPERATIONS))
-    audit_table = AuditTable(dynamodb, settings.audit_table)
+    outbox = None
+    if settings.audit_outbox_url:
+        outbox = AuditOutbox(_Lazy(lambda: client("sqs", SQS_OPERATIONS)), settings.audit_outbox_url)
+    audit_table = AuditTable(dynamodb, settings.audit_table, outbox=outbox)
     group_index = None
     if settings.remediation_index_table:
         group_index = GroupIndex(dynamodb, settings.remediation_index_table, settings.remediation_index_max_age_seconds)

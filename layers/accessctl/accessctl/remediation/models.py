@@ -127,6 +127,7 @@ class RemediationReport(BaseModel):
     results: list[FindingResult] = Field(default_factory=list)
     errors: list[str] = Field(default_factory=list)  # reads that failed (others went on)
     ignored: str | None = None  # why an event was ignored
+    audit_lost: int = 0  # audit records neither written nor deferred to the outbox
 
     def counts(self) -> dict[str, int]:
         counts = {outcome.value: 0 for outcome in Outcome}
@@ -141,6 +142,7 @@ class RemediationReport(BaseModel):
             "examined": self.examined,
             "counts": self.counts(),
             "errors": self.errors,
+            "audit_lost": self.audit_lost,
             "ignored": self.ignored,
             "duration_ms": round(self.duration_ms, 1),
             "results": [

@@ -2,7 +2,7 @@
 
 Kept apart from :mod:`accessctl.config` (which every function shares): only the drift remediator
 reads these, all prefixed ``REMEDIATION_`` except the stack-wide ``AUDIT_TABLE``,
-``NOTIFY_TOPIC_ARN`` and ``GRANTS_PATH``.
+``NOTIFY_TOPIC_ARN`` and ``GRANTS_PATH``, and ``AUDIT_OUTBOX_URL``.
 """
 
 from __future__ import annotations
@@ -39,6 +39,8 @@ class RemediationSettings(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
     audit_table: str
+    # The audit outbox queue: records whose write failed after their fix go there (accessctl.audit_outbox).
+    audit_outbox_url: str | None = None
     notify_topic_arn: str | None = None
     grants_path: str = "/accessctl/grants/"
 
