@@ -14,8 +14,11 @@ def at(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
 
 
-def write(table: Any, instant: str, subject: str = "req-1", retention_days: int = 30) -> dict[str, Any]:
-    """Append one record whose time is ``instant`` (its day's stream), chained as the application does."""
+def write(
+    table: Any, instant: str, subject: str = "req-1", retention_days: int = 30, chained_at: str | None = None
+) -> dict[str, Any]:
+    """Append one record whose time is ``instant`` (its day's stream), chained as the application does
+    (``chained_at``: appended late, as the audit outbox's replay does)."""
     event = AuditEvent(
         event_id=str(uuid.uuid4()),
         event_type=AuditEventType.REQUEST_SUBMITTED,
@@ -24,7 +27,7 @@ def write(table: Any, instant: str, subject: str = "req-1", retention_days: int 
         actor="tester",
     )
     chain = AuditChain(table.meta.client, table.name, typed=False, retention_days=retention_days)
-    (item,) = chain.append([event_item(event)])
+    (item,) = chain.append([event_item(event)], chained_at=chained_at)
     return item
 
 

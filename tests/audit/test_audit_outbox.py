@@ -313,6 +313,8 @@ def test_given_records_too_large_for_one_message_then_they_are_split_and_a_huge_
 def test_given_a_record_deferred_yesterday_when_replayed_today_then_it_verifies_and_is_found_at_its_time(
     estate: Estate,
 ) -> None:
+    """Replayed records are chained in the day they are appended in: yesterday's chain (which may
+    have been exported and anchored already) is left as it was."""
     from datetime import UTC, datetime, timedelta
 
     from accessctl.audit import AuditLog, event_item, verify
@@ -322,6 +324,7 @@ def test_given_a_record_deferred_yesterday_when_replayed_today_then_it_verifies_
 
     # Given a record of a fix made yesterday (its write failed then), and a record of today for the same group
     yesterday = (datetime.now(UTC) - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    yesterdays_chain = verify(estate.deps.audit.table, yesterday, yesterday)
     deferred = event_item(
         AuditEvent(
             event_id="0b5e2d1c-0000-4000-8000-000000000001",
@@ -337,11 +340,13 @@ def test_given_a_record_deferred_yesterday_when_replayed_today_then_it_verifies_
     # When it is replayed today
     result = OutboxReplayer(estate.session.client("dynamodb"), "audit").replay(body)
 
-    # Then it is in yesterday's stream, which verifies, and the query for yesterday finds it, not today's
+    # Then it is chained after today's record, in today's stream, which verifies; yesterday's chain is
+    # unchanged; and the query for yesterday finds it at its own time, not today's record
     assert (result.replayed, result.already_written) == (1, 0)
     report = verify(estate.deps.audit.table, yesterday, today.at)
     assert report.ok and report.records == 2, report
+    assert verify(estate.deps.audit.table, yesterday, yesterday).records == yesterdays_chain.records == 0
     found = query_all(estate.deps.audit.table, AuditFilter(subject=SUBJECT, since=yesterday, until=yesterday))
-    assert [(event.event_id, event.stream) for event in found] == [
-        (deferred["event_id"], f"{yesterday[:10]}#{today.stream[-1]}")
+    assert [(event.event_id, event.at, event.stream, event.sequence) for event in found] == [
+        (deferred["event_id"], yesterday, today.stream, (today.sequence or 0) + 1)
     ]

@@ -177,7 +177,11 @@ class AuditChain:
         return int(link["event_key"]), str(link["record_hash"])
 
     def append(
-        self, items: list[dict[str, Any]], committed: dict[str, tuple[int, str]] | None = None
+        self,
+        items: list[dict[str, Any]],
+        committed: dict[str, tuple[int, str]] | None = None,
+        *,
+        chained_at: str | None = None,
     ) -> list[dict[str, Any]]:
         """Chain and write records (each with ``subject``, ``event_key``, ``at``); returns them chained.
 
@@ -187,19 +191,29 @@ class AuditChain:
         sequence fails its condition, the transaction is cancelled, and the heads are read again.
         ``committed``: the heads kept by a writer across calls (one batch written in several calls,
         one after the other).
+
+        ``chained_at``: when records are appended long after their ``at`` (the audit outbox's
+        replay), the moment they are appended: they go into that day's stream and their retention
+        counts from then, their ``at`` unchanged. So a chain stays in the order of time: a day
+        already exported (anchored) is never appended to, and no record expires before a record
+        chained ahead of it (what verification's expiry bounds rely on, :data:`APPEND_DELAY_BOUND`).
         """
-        ordered = sorted(items, key=lambda item: stream_of(item["subject"], item["at"]))  # stable: order kept
+        ordered = sorted(items, key=lambda item: self._stream(item, chained_at))  # stable: order kept
         written: list[dict[str, Any]] = []
         committed = {} if committed is None else committed
         for start in range(0, len(ordered), RECORDS_PER_TRANSACTION):
-            written += self._append_chunk(ordered[start : start + RECORDS_PER_TRANSACTION], committed)
+            written += self._append_chunk(ordered[start : start + RECORDS_PER_TRANSACTION], committed, chained_at)
         return written
 
+    @staticmethod
+    def _stream(record: dict[str, Any], chained_at: str | None) -> str:
+        return stream_of(record["subject"], chained_at or record["at"])
+
     def _append_chunk(
-        self, records: list[dict[str, Any]], committed: dict[str, tuple[int, str]]
+        self, records: list[dict[str, Any]], committed: dict[str, tuple[int, str]], chained_at: str | None
     ) -> list[dict[str, Any]]:
         """``committed``: heads this writer has just written (used on the first attempt; updated on success)."""
-        streams = sorted({stream_of(record["subject"], record["at"]) for record in records})
+        streams = sorted({self._stream(record, chained_at) for record in records})
         for attempt in range(self._max_attempts):
             heads = {
                 stream: committed[stream] if attempt == 0 and stream in committed else self.head(stream)
@@ -208,13 +222,14 @@ class AuditChain:
             chained: list[dict[str, Any]] = []
             actions: list[dict[str, Any]] = []
             for record in records:
-                stream = stream_of(record["subject"], record["at"])
+                stream = self._stream(record, chained_at)
                 sequence, previous = heads[stream]
                 sequence += 1
                 item = {**record, "stream": stream, "sequence": sequence, "previous_hash": previous}
                 if self._retention:
                     # The TTL attribute is part of the hashed record: shortening it is an edit.
-                    item["retain_until"] = epoch_seconds(item["at"]) + int(self._retention.total_seconds())
+                    retained_from = chained_at or item["at"]
+                    item["retain_until"] = epoch_seconds(retained_from) + int(self._retention.total_seconds())
                 item["record_hash"] = record_hash(item)
                 heads[stream] = (sequence, item["record_hash"])
                 chained.append(item)

@@ -206,7 +206,8 @@ class OutboxReplayer:
         missing = self._missing(records)
         if missing:
             try:
-                self._chain.append(missing)
+                # Chained now (today's stream, retention from now), found by their own time.
+                self._chain.append(missing, chained_at=precise_now())
             except AuditChainError:
                 # Another delivery of the same message may have appended them meanwhile: a record that
                 # exists makes every attempt's transaction fail its condition.
