@@ -259,10 +259,12 @@ class _StreamWalk:
         if first is not None:
             return first - APPEND_DELAY_BOUND_SECONDS
         retain = _integer(following.get("retain_until"))
-        if retain is None or not isinstance(following.get("at"), str):
+        # Retention counts from when a record was chained: its ``chained_at`` if appended late, else its ``at``.
+        chained = following.get("chained_at") or following.get("at")
+        if retain is None or not isinstance(chained, str):
             return None
         try:
-            return self.day_start + (retain - _epoch(following["at"]))
+            return self.day_start + (retain - _epoch(chained))
         except ValueError:
             return None
 

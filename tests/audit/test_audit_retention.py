@@ -252,8 +252,9 @@ def test_given_an_expired_prefix_when_the_last_record_and_its_link_are_deleted_t
 def test_given_a_record_appended_hours_after_its_time_when_the_records_before_it_expire_then_no_break(
     table: Any, records: list[dict[str, Any]]
 ) -> None:
-    # Given a record of 09:00 whose write failed then, appended (replayed) at 17:00 after the 16:00 one
-    late = write(table, f"{DAY}T09:00:00.000000Z", chained_at=f"{DAY}T17:00:00.000000Z")
+    # Given a record of the day before, 09:00, whose write failed then, appended (replayed) at 17:00
+    # after the 16:00 one: the next in this day's stream
+    late = write(table, "2026-05-31T09:00:00.000000Z", chained_at=f"{DAY}T17:00:00.000000Z")
     assert (late["stream"], int(late["sequence"])) == (records[-1]["stream"], 5)
 
     # When the day's retention has passed for every record but the late one: TTL took records 1-4 and
@@ -264,8 +265,9 @@ def test_given_a_record_appended_hours_after_its_time_when_the_records_before_it
         delete_link(table, item)
     report = verify(table, DAY, DAY, now=now)
 
-    # Then the gaps are expiry, the late record verifies, and it expires last
+    # Then the gaps are expiry (bounded from when the late record was chained, not from its time), the
+    # late record verifies, and it expires last
     assert report.ok, report.first_break
     assert (report.expired, report.records) == (4, 1)
     assert _expiry(late) == int((at(f"{DAY}T17:00:00.000000Z") + timedelta(days=30)).timestamp())
-    assert late["at"] == f"{DAY}T09:00:00.000000Z"
+    assert (late["at"], late["chained_at"]) == ("2026-05-31T09:00:00.000000Z", f"{DAY}T17:00:00.000000Z")

@@ -226,6 +226,8 @@ class AuditChain:
                 sequence, previous = heads[stream]
                 sequence += 1
                 item = {**record, "stream": stream, "sequence": sequence, "previous_hash": previous}
+                if chained_at is not None:
+                    item["chained_at"] = chained_at  # hashed with the record, like its place in the chain
                 if self._retention:
                     # The TTL attribute is part of the hashed record: shortening it is an edit.
                     retained_from = chained_at or item["at"]
@@ -573,7 +575,8 @@ class _StreamWalker:
         retain = _retain(following)
         if following is None or retain is None:
             return None
-        return self.day_start + (retain - epoch_seconds(str(following["at"])))
+        # Retention counts from when a record was chained: its ``chained_at`` if appended late, else its ``at``.
+        return self.day_start + (retain - epoch_seconds(str(following.get("chained_at") or following["at"])))
 
     def _check(self, sequence: int, item: dict[str, Any]) -> ChainBreak | None:
         self.walk.records += 1

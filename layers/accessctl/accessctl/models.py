@@ -390,6 +390,7 @@ class AuditEvent(BaseModel):
     # Epoch seconds: DynamoDB's TTL removes the record (and its chain link) after this (version 2).
     retain_until: int | None = None
     # The hash chain (accessctl.audit): set once the record is written to its stream.
+    chained_at: str | None = None  # when it was chained, on a record appended late (the outbox's replay)
     stream: str | None = None
     sequence: int | None = None
     previous_hash: str | None = None
