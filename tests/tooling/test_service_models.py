@@ -13,6 +13,7 @@ import pytest
 
 from accessctl import aws
 from accessctl.remediation.engine import CLIENT_OPERATIONS
+from tests.support.botocore_models import without_documentation
 from tests.tooling.conftest import load_script
 
 STALE = "after a botocore bump, run `make service-models` and commit layers/accessctl/accessctl/service_models/"
@@ -21,18 +22,6 @@ STALE = "after a botocore bump, run `make service-models` and commit layers/acce
 @pytest.fixture(scope="module")
 def service_models() -> ModuleType:
     return load_script("service_models")
-
-
-def without_documentation(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {
-            key: without_documentation(inner)
-            for key, inner in value.items()
-            if not (key == "documentation" and isinstance(inner, str))
-        }
-    if isinstance(value, list):
-        return [without_documentation(inner) for inner in value]
-    return value
 
 
 def shipped() -> dict[str, dict[str, Any]]:

@@ -15,6 +15,7 @@ import botocore.loaders
 import pytest
 
 from accessctl import aws
+from tests.support.botocore_models import without_documentation
 
 
 @pytest.fixture(autouse=True)
@@ -81,18 +82,6 @@ def test_given_clients_made_on_many_threads_at_once_then_each_service_works(
 
 
 # ------------------------------------------------------------------ the lean loader of botocore's data
-
-
-def without_documentation(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {
-            key: without_documentation(inner)
-            for key, inner in value.items()
-            if not (key == "documentation" and isinstance(inner, str))
-        }
-    if isinstance(value, list):
-        return [without_documentation(inner) for inner in value]
-    return value
 
 
 def lean_model(model: Any) -> Any:
