@@ -559,3 +559,32 @@ def test_given_a_slot_holder_that_stopped_before_making_its_grant_when_another_i
 
 def orders_role_arn(estate: Estate) -> str:
     return f"arn:aws:iam::{ACCOUNT_ID}:role/workloads/orders-service"
+
+
+def test_given_a_stalled_grant_whose_slot_was_taken_over_when_its_step_runs_again_then_it_makes_no_second_grant(
+    estate: Estate, orders: dict[str, Any]
+) -> None:
+    from dataclasses import replace
+
+    from accessctl.errors import ConflictError
+    from tests.faults.support import FaultyClient, throttled
+
+    # Given a grant step that stopped after recording GRANTING (IAM refused the policy), minutes ago
+    stalled = allowed_request(estate, "replica 1 startup")
+    failing = replace(estate.deps, iam=FaultyClient(estate.deps.iam, create_policy=[throttled("CreatePolicy")]))
+    with pytest.raises(TransientError):
+        issue_grant(stalled, failing)
+    assert estate.deps.grants.get(stalled).status == RequestStatus.GRANTING
+    key = grant_slot_key(orders_role_arn(estate), "orders-prod", "app_rw")
+    assert estate.deps.grants.claim_slot(key, stalled, now=to_iso(utc_now() - timedelta(minutes=6))) is None
+    # and another request that took its slot over and holds a grant of its own
+    later = allowed_request(estate, "replica 2 startup")
+    issue_grant(later, estate.deps)
+    assert estate.deps.grants.get(later).status == RequestStatus.ACTIVE
+
+    # When the stalled step runs again, then it refuses to complete its grant (its compensation cleans up)
+    with pytest.raises(ConflictError, match="took over the grant slot"):
+        issue_grant(stalled, estate.deps)
+    assert [policy["PolicyName"] for policy in estate.grant_policies()] == [
+        estate.deps.grants.get(later).grant.policy_name  # type: ignore[union-attr]
+    ]

@@ -64,6 +64,8 @@ RECORDS_PER_TRANSACTION = 50  # a record and its link per record: TransactWriteI
 # predecessor's when neither it nor its link survives.
 APPEND_DELAY_BOUND = timedelta(hours=1)
 DAY = timedelta(days=1)
+# What the chain sets on a record when it appends it (never part of a record before chaining).
+CHAIN_ATTRIBUTES = ("stream", "sequence", "previous_hash", "record_hash", "retain_until", "chained_at")
 _SERIALIZER = TypeSerializer()
 _DESERIALIZER = TypeDeserializer()
 
@@ -319,8 +321,7 @@ class AuditLog:
         written = self._sink([item]) or []
         if written:
             chained = written[0]
-            names = ("stream", "sequence", "previous_hash", "record_hash", "retain_until")
-            event = event.model_copy(update={name: chained[name] for name in names if name in chained})
+            event = event.model_copy(update={name: chained[name] for name in CHAIN_ATTRIBUTES if name in chained})
         return event
 
     def recorded(self, subject: str, *event_types: AuditEventType) -> bool:
@@ -342,7 +343,7 @@ class AuditLog:
 def event_item(event: AuditEvent) -> dict[str, Any]:
     """The stored form of a record before chaining."""
     document = drop_none(event.model_dump(mode="json", exclude_none=True))
-    for name in ("stream", "sequence", "previous_hash", "record_hash", "retain_until"):
+    for name in CHAIN_ATTRIBUTES:
         document.pop(name, None)
     return {
         **document,

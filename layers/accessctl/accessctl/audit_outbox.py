@@ -39,7 +39,7 @@ from typing import Any
 from boto3.dynamodb.types import TypeSerializer
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from accessctl.audit import AuditChain, AuditChainError, event_from_item, event_item
+from accessctl.audit import CHAIN_ATTRIBUTES, AuditChain, AuditChainError, event_from_item, event_item
 from accessctl.aws import transient_errors_surface
 from accessctl.models import precise_now
 from accessctl.observability import logger, metrics
@@ -48,8 +48,6 @@ OUTBOX_FORMAT = "accessctl-audit-outbox/1"
 GZIP = "gzip+base64"
 # SQS takes up to 256 KiB per message (attributes included): room for the envelope.
 MAX_MESSAGE_BYTES = 240_000
-# Written by the chain, never by the writer of a record: a message carrying them is refused.
-CHAIN_ATTRIBUTES = frozenset({"stream", "sequence", "previous_hash", "record_hash", "retain_until"})
 _SERIALIZER = TypeSerializer()
 
 
@@ -172,7 +170,7 @@ def parse_message(body: str) -> list[dict[str, Any]]:
     for position, record in enumerate(records):
         if not isinstance(record, dict):
             raise OutboxMessageError(f"record {position} is not an object")
-        chained = sorted(CHAIN_ATTRIBUTES & record.keys())
+        chained = sorted(set(CHAIN_ATTRIBUTES) & record.keys())  # written by the chain only: refused
         if chained:
             raise OutboxMessageError(f"record {position} carries chain attributes ({', '.join(chained)})")
         try:

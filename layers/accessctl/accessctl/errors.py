@@ -43,6 +43,11 @@ class TransientError(AccessctlError):
     status_code = 503
 
 
+class GrantSlotBusy(TransientError):
+    """Another request's grant for the same access is being made: retry (longer than for throttling)
+    and extend it once it is live. Its own name, so the workflow's Retry can wait for it longer."""
+
+
 class QuotaExceededError(AccessctlError):
     """An IAM quota would be exceeded; refused before any change is made."""
 

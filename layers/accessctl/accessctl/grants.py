@@ -30,6 +30,7 @@ from accessctl.dependencies import Dependencies
 from accessctl.errors import (
     ConflictError,
     ForbiddenError,
+    GrantSlotBusy,
     QuotaExceededError,
     TransientError,
     UnsafeGrantError,
@@ -180,6 +181,8 @@ def issue_grant(request_id: str, deps: Dependencies) -> Grant:
         if holder is not None:
             return extend_grant(holder, request, decision, deps)
         _check_role_policy_quota(request.role_name, deps)
+    else:
+        _still_holding_slot(request, deps)
     grant = request.grant or _new_grant(request, decision, deps)
     document = build_grant_policy(grant.resource_arn, grant.expires_at)
     deps.grants.record_granting(request_id, grant)
@@ -231,11 +234,22 @@ def _take_grant_slot(request: AccessRequest, deps: Dependencies) -> AccessReques
         if holder.grant.expires_at > to_iso(now + EXTEND_MARGIN):
             return holder
     elif holder.status in SLOT_PATIENCE and slot.claimed_at > to_iso(now - SLOT_PATIENCE[holder.status]):
-        raise TransientError(f"grant {holder.request_id} for the same access is being issued; extending it once it is")
+        raise GrantSlotBusy(f"grant {holder.request_id} for the same access is being issued; extending it once it is")
     if deps.grants.claim_slot(key, request.request_id, now=to_iso(now), replacing=slot.holder) is not None:
-        raise TransientError(f"another request took the grant slot of {request.role_name} on {request.db_user}")
+        raise GrantSlotBusy(f"another request took the grant slot of {request.role_name} on {request.db_user}")
     logger.info("grant slot taken over", extra={"request_id": request.request_id, "previous": slot.holder})
     return None
+
+
+def _still_holding_slot(request: AccessRequest, deps: Dependencies) -> None:
+    """A grant step run again while its grant is being made (GRANTING) completes it only while the
+    request still holds its slot: one stalled past its patience may have been replaced by a request
+    that made a grant of its own, and completing this one would make two. The step then fails for
+    good, and its compensation removes whatever it had made."""
+    key = grant_slot_key(request.role_arn, request.database, request.db_user)
+    slot = deps.grants.claim_slot(key, request.request_id, now=to_iso(utc_now()))
+    if slot is not None:
+        raise ConflictError(f"request {slot.holder} took over the grant slot of this stalled grant; not completing it")
 
 
 def _require_approval(request_id: str, deps: Dependencies) -> None:
@@ -249,7 +263,11 @@ def _require_approval(request_id: str, deps: Dependencies) -> None:
         )
     if approval.delivered_at is None:
         # The workflow is here, so it has the decision: a send whose record was lost (or the timeout step's).
-        acknowledge_delivery(request_id, "task_token", deps)
+        # Bookkeeping only: the grant never waits on it.
+        try:
+            acknowledge_delivery(request_id, "task_token", deps)
+        except Exception:
+            logger.exception("approval delivery not recorded", extra={"request_id": request_id})
 
 
 def approvers_of(request_id: str, deps: Dependencies) -> list[str]:

@@ -396,10 +396,13 @@ class _Lazy:
     def __init__(self, make: Callable[[], Any]) -> None:
         self._make = make
         self._made: Any = None
+        self._lock = threading.Lock()  # the fix threads may all reach it at once (an outage defers every write)
 
     def __getattr__(self, name: str) -> Any:
         if self._made is None:
-            self._made = self._make()
+            with self._lock:
+                if self._made is None:
+                    self._made = self._make()
         return getattr(self._made, name)
 
 
